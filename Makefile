@@ -1,0 +1,35 @@
+# Two set-up commands on a fresh machine: `make demo` and `make test`.
+# Both create .venv if absent and install into it: the CPU torch wheel first (a bare `torch`
+# requirement would pull a multi-GB CUDA build), then the project with its dev extras.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+TORCH_SPEC ?= torch==2.13.0
+
+.PHONY: install test lint demo bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "$(TORCH_SPEC)"
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m pytest
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+
+demo: $(STAMP)
+	$(VENV)/bin/asset3d demo
+
+bench: $(STAMP)
+	$(PY) bench/model.py --json bench/out/model.json
+
+clean:
+	rm -rf $(VENV) build *.egg-info

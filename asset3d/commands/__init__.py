@@ -1,0 +1,1 @@
+"""One module per `asset3d` subcommand; each defines `register(subparsers)`."""

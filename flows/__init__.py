@@ -1,0 +1,1 @@
+"""Prefect flows: orchestration only (convert_batch, nightly_catalogue)."""

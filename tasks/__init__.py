@@ -1,0 +1,1 @@
+"""Prefect tasks: thin @task wrappers over the pure stages."""

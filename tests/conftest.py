@@ -1,0 +1,28 @@
+"""Shared fixtures: the read-only `../shared` data folder, determinism."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("ASSET3D_SHARED", REPO.parent / "shared"))
+
+
+@pytest.fixture(scope="session")
+def shared() -> Path:
+    """The shared data folder beside the checkout (`../shared`); fails loudly when absent."""
+    if not (SHARED / "README.md").is_file():
+        pytest.fail(f"shared data folder not found at {SHARED} (set ASSET3D_SHARED or put shared/ beside the checkout)")
+    return SHARED
+
+
+@pytest.fixture(autouse=True)
+def _deterministic() -> None:
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is a hard dependency
+        return
+    torch.manual_seed(0)
