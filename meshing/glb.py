@@ -1,0 +1,355 @@
+"""GLB writing (trimesh exports, pygltflib finishes) and reading back what the file holds.
+
+trimesh writes geometry, vertex colours or the textured PBR material, and optionally Draco
+(KHR_draco_mesh_compression via DracoPy). pygltflib then adds the provenance metadata to
+`asset.extras` and the scene's extras, sets `bufferView.target`, and re-encodes textures as
+JPEG on request. `inspect_glb` reads a written file back and `check_limits` holds it against a
+preset.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pygltflib
+import trimesh
+from PIL import Image
+
+from meshing.errors import MeshingError
+from meshing.presets import Preset
+
+ARRAY_BUFFER = 34962
+ELEMENT_ARRAY_BUFFER = 34963
+GENERATOR = "asset3d meshing"
+
+
+def _align4(n: int) -> int:
+    return (n + 3) & ~3
+
+
+def _repack(gltf: pygltflib.GLTF2, replace: Mapping[int, bytes]) -> None:
+    """Rebuild the single binary buffer, replacing the bytes of some bufferViews."""
+    blob = gltf.binary_blob() or b""
+    out = bytearray()
+    for i, view in enumerate(gltf.bufferViews):
+        data = replace.get(i)
+        if data is None:
+            start = view.byteOffset or 0
+            data = blob[start : start + view.byteLength]
+        pad = _align4(len(out)) - len(out)
+        out.extend(b"\x00" * pad)
+        view.byteOffset = len(out)
+        view.byteLength = len(data)
+        view.buffer = 0
+        out.extend(data)
+    out.extend(b"\x00" * (_align4(len(out)) - len(out)))
+    gltf.buffers = [pygltflib.Buffer(byteLength=len(out))]
+    gltf.set_binary_blob(bytes(out))
+
+
+def _set_targets(gltf: pygltflib.GLTF2) -> None:
+    """bufferView.target for vertex attributes and indices (the validator hints otherwise)."""
+    for mesh in gltf.meshes:
+        for prim in mesh.primitives:
+            attrs = {k: v for k, v in vars(prim.attributes).items() if isinstance(v, int)}
+            for acc_index in attrs.values():
+                view = gltf.accessors[acc_index].bufferView
+                if view is not None and gltf.bufferViews[view].byteStride in (None, 0):
+                    gltf.bufferViews[view].target = ARRAY_BUFFER
+            if prim.indices is not None:
+                view = gltf.accessors[prim.indices].bufferView
+                if view is not None:
+                    gltf.bufferViews[view].target = ELEMENT_ARRAY_BUFFER
+
+
+def safe_vertex_normals(mesh: trimesh.Trimesh) -> np.ndarray:
+    """Unit vertex normals (area-weighted); where they cancel out, the first adjacent face's normal.
+
+    Returns
+    -------
+    (v, 3) float, every row of unit length (glTF requires it).
+    """
+    normals = np.asarray(mesh.vertex_normals, dtype=np.float64).copy()
+    length = np.linalg.norm(normals, axis=1)
+    bad = ~(length > 0.5)
+    if bad.any():
+        face_normals = np.asarray(mesh.face_normals, dtype=np.float64)
+        first_face = np.full(len(mesh.vertices), -1, dtype=np.int64)
+        corners = np.asarray(mesh.faces).ravel()
+        first_face[corners[::-1]] = np.repeat(np.arange(len(mesh.faces)), 3)[::-1]
+        for v in np.flatnonzero(bad):
+            n = face_normals[first_face[v]] if first_face[v] >= 0 else np.zeros(3)
+            normals[v] = n if np.linalg.norm(n) > 0.5 else (0.0, 1.0, 0.0)
+    return normals / np.linalg.norm(normals, axis=1, keepdims=True)
+
+
+def export_glb(
+    mesh: trimesh.Trimesh,
+    *,
+    metadata: Mapping[str, Any] | None = None,
+    draco: bool = False,
+    texture_format: str = "png",
+    jpeg_quality: int = 92,
+) -> bytes:
+    """Encode a mesh (vertex colours or a textured PBR material) as GLB bytes.
+
+    Parameters
+    ----------
+    mesh
+        Mesh in the asset frame (y-up, metres).
+    metadata
+        JSON-serialisable provenance stored in `asset.extras` and `scenes[0].extras`.
+    draco
+        Compress geometry with KHR_draco_mesh_compression.
+    texture_format
+        `png` or `jpeg` for baked textures.
+
+    Returns
+    -------
+    bytes of a GLB file.
+    """
+    if texture_format not in ("png", "jpeg"):
+        raise MeshingError("bad_input", f"texture_format={texture_format!r}: expected 'png' or 'jpeg'")
+    extras = json.loads(json.dumps(dict(metadata or {}), default=str))
+    mesh = mesh.copy()
+    mesh.vertex_normals = safe_vertex_normals(mesh)
+    scene = trimesh.Scene()
+    scene.add_geometry(mesh, geom_name="asset", node_name="asset")
+    kwargs: dict[str, Any] = {"include_normals": True}
+    if draco:
+        kwargs["extension_draco"] = True
+    try:
+        raw = trimesh.exchange.gltf.export_glb(scene, **kwargs)
+    except TypeError as exc:  # an older trimesh without the Draco exporter
+        raise MeshingError("bad_input", f"this trimesh cannot write Draco: {exc}") from exc
+    gltf = pygltflib.GLTF2.load_from_bytes(raw)
+    if draco and "KHR_draco_mesh_compression" not in (gltf.extensionsUsed or []):
+        raise MeshingError(
+            "bad_input", "Draco compression was requested but DracoPy is not installed or failed"
+        )
+    replace: dict[int, bytes] = {}
+    if texture_format == "jpeg":
+        blob = gltf.binary_blob()
+        for image in gltf.images:
+            if image.bufferView is None or image.mimeType == "image/jpeg":
+                continue
+            view = gltf.bufferViews[image.bufferView]
+            start = view.byteOffset or 0
+            pil = Image.open(io.BytesIO(blob[start : start + view.byteLength])).convert("RGB")
+            buf = io.BytesIO()
+            pil.save(buf, format="JPEG", quality=int(jpeg_quality), subsampling=0)
+            replace[image.bufferView] = buf.getvalue()
+            image.mimeType = "image/jpeg"
+    _repack(gltf, replace)
+    _set_targets(gltf)
+    for accessor in gltf.accessors:  # Draco placeholders: no bufferView, so no byteOffset either
+        if accessor.bufferView is None:
+            accessor.byteOffset = None
+    gltf.asset.generator = GENERATOR
+    gltf.asset.extras = extras
+    if gltf.scenes:
+        gltf.scenes[0].extras = extras
+    return b"".join(gltf.save_to_bytes())
+
+
+def write_glb(mesh: trimesh.Trimesh, path: str | Path, **kwargs: Any) -> Path:
+    """`export_glb` to a file (parent folders created); returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(export_glb(mesh, **kwargs))
+    return path
+
+
+@dataclass(frozen=True)
+class TextureInfo:
+    width: int
+    height: int
+    mime_type: str
+
+
+@dataclass(frozen=True)
+class GlbInfo:
+    """What a GLB file holds, read back from its bytes.
+
+    Attributes
+    ----------
+    bytes
+        File size.
+    triangles, vertices
+        Totals over all mesh primitives drawn by the scene's nodes.
+    bounds_min, bounds_max
+        (3,) world-space box from the POSITION accessors' min/max (metres, y-up).
+    textures
+        Every image, decoded for its size.
+    extensions_used, extensions_required
+        As declared.
+    has_vertex_colors, has_texcoords
+        Any primitive with COLOR_0 / TEXCOORD_0.
+    extras
+        `asset.extras`.
+    """
+
+    bytes: int
+    triangles: int
+    vertices: int
+    bounds_min: list[float]
+    bounds_max: list[float]
+    textures: list[TextureInfo] = field(default_factory=list)
+    extensions_used: list[str] = field(default_factory=list)
+    extensions_required: list[str] = field(default_factory=list)
+    has_vertex_colors: bool = False
+    has_texcoords: bool = False
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _node_matrix(node: pygltflib.Node) -> np.ndarray:
+    if node.matrix:
+        return np.asarray(node.matrix, dtype=np.float64).reshape(4, 4).T  # column-major in glTF
+    m = np.eye(4)
+    if node.scale:
+        m = m @ np.diag([*node.scale, 1.0])
+    if node.rotation:
+        x, y, z, w = node.rotation
+        r = np.array(
+            [
+                [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+                [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+                [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
+            ]
+        )
+        rm = np.eye(4)
+        rm[:3, :3] = r
+        m = rm @ m
+    if node.translation:
+        t = np.eye(4)
+        t[:3, 3] = node.translation
+        m = t @ m
+    return m
+
+
+def inspect_glb(path: str | Path) -> GlbInfo:
+    """Read a GLB back: size, triangles, bounds, textures, extensions, extras.
+
+    Raises
+    ------
+    MeshingError
+        `bad_input` when the file is missing or not a GLB pygltflib can parse.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise MeshingError("bad_input", f"{path}: no such GLB file")
+    try:
+        gltf = pygltflib.GLTF2.load_binary(str(path))
+    except Exception as exc:  # pygltflib raises assorted errors on malformed files
+        raise MeshingError("bad_input", f"{path}: not a readable GLB ({exc})") from exc
+    blob = gltf.binary_blob() or b""
+    triangles = vertices = 0
+    lo = np.full(3, np.inf)
+    hi = np.full(3, -np.inf)
+    colors = texcoords = False
+
+    def visit(index: int, parent: np.ndarray) -> None:
+        nonlocal triangles, vertices, colors, texcoords
+        node = gltf.nodes[index]
+        world = parent @ _node_matrix(node)
+        if node.mesh is not None:
+            for prim in gltf.meshes[node.mesh].primitives:
+                pos = gltf.accessors[prim.attributes.POSITION]
+                vertices += pos.count
+                if prim.mode in (None, 4):
+                    n = gltf.accessors[prim.indices].count if prim.indices is not None else pos.count
+                    triangles += n // 3
+                colors |= prim.attributes.COLOR_0 is not None
+                texcoords |= prim.attributes.TEXCOORD_0 is not None
+                corners = (
+                    np.array(np.meshgrid(*zip(pos.min, pos.max, strict=True), indexing="ij")).reshape(3, -1).T
+                )
+                placed = corners @ world[:3, :3].T + world[:3, 3]
+                lo[:] = np.minimum(lo, placed.min(axis=0))
+                hi[:] = np.maximum(hi, placed.max(axis=0))
+        for child in node.children or []:
+            visit(child, world)
+
+    scene = gltf.scenes[gltf.scene or 0] if gltf.scenes else None
+    for root in scene.nodes if scene else []:
+        visit(root, np.eye(4))
+    textures = []
+    for image in gltf.images:
+        if image.bufferView is None:
+            continue
+        view = gltf.bufferViews[image.bufferView]
+        start = view.byteOffset or 0
+        with Image.open(io.BytesIO(blob[start : start + view.byteLength])) as pil:
+            textures.append(TextureInfo(width=pil.width, height=pil.height, mime_type=image.mimeType or ""))
+    extras = gltf.asset.extras if isinstance(gltf.asset.extras, dict) else {}
+    return GlbInfo(
+        bytes=path.stat().st_size,
+        triangles=int(triangles),
+        vertices=int(vertices),
+        bounds_min=[float(x) for x in lo],
+        bounds_max=[float(x) for x in hi],
+        textures=textures,
+        extensions_used=list(gltf.extensionsUsed or []),
+        extensions_required=list(gltf.extensionsRequired or []),
+        has_vertex_colors=colors,
+        has_texcoords=texcoords,
+        extras=dict(extras),
+    )
+
+
+@dataclass(frozen=True)
+class LimitsCheck:
+    """A written file against a preset: `ok` and one line per broken limit."""
+
+    preset: str
+    ok: bool
+    failures: list[str]
+    measured: dict[str, Any]
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def check_limits(info: GlbInfo, preset: Preset) -> LimitsCheck:
+    """Hold a written file (`inspect_glb`) against every limit the preset states."""
+    fail: list[str] = []
+    if info.triangles > preset.max_triangles:
+        fail.append(f"triangles {info.triangles} > {preset.max_triangles}")
+    if info.bytes > preset.max_bytes:
+        fail.append(f"file size {info.bytes} B > {preset.max_bytes} B")
+    if preset.appearance == "vertex_colors" and not info.has_vertex_colors:
+        fail.append("no COLOR_0 vertex colours")
+    if preset.appearance == "texture":
+        if not info.textures or not info.has_texcoords:
+            fail.append("no base-colour texture with TEXCOORD_0")
+        for t in info.textures:
+            if preset.max_texture_size and max(t.width, t.height) > preset.max_texture_size:
+                fail.append(f"texture {t.width}x{t.height} larger than {preset.max_texture_size}")
+            if preset.texture_square_pow2 and (t.width != t.height or t.width & (t.width - 1)):
+                fail.append(f"texture {t.width}x{t.height} is not square power-of-two")
+            if t.mime_type not in ("image/png", "image/jpeg"):
+                fail.append(f"texture type {t.mime_type} not accepted")
+    for ext in sorted(set(info.extensions_used) | set(info.extensions_required)):
+        if ext not in preset.allowed_extensions:
+            fail.append(f"extension {ext} not accepted by {preset.name}")
+    if preset.floor_at_zero and abs(info.bounds_min[1]) > preset.floor_tolerance_m:
+        fail.append(
+            f"min y {info.bounds_min[1]:.6f} m is not on the floor (|y| <= {preset.floor_tolerance_m})"
+        )
+    measured = {
+        "triangles": info.triangles,
+        "bytes": info.bytes,
+        "textures": [f"{t.width}x{t.height} {t.mime_type}" for t in info.textures],
+        "extensions": sorted(set(info.extensions_used)),
+        "min_y_m": info.bounds_min[1],
+    }
+    return LimitsCheck(preset=preset.name, ok=not fail, failures=fail, measured=measured)
