@@ -9,12 +9,16 @@ TORCH_SPEC ?= torch==2.13.0
 
 .PHONY: install test lint demo bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml | node_modules/.package-lock.json
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH_SPEC)"
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $(STAMP)
+
+# the Node tools (gltf-validator) pinned in package-lock.json; reinstalled when the lock changes
+node_modules/.package-lock.json: package-lock.json
+	npm ci --no-audit --no-fund
 
 install: $(STAMP)
 
