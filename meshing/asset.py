@@ -127,7 +127,7 @@ def build_asset(
     texture_size: int | None = None,
     draco: bool | None = None,
     name: str = "asset",
-    previews: bool = True,
+    previews: bool | str | Path = True,
     preview_views: int = 8,
     preview_size: int = 512,
     min_component_share: float = 0.01,
@@ -157,6 +157,8 @@ def build_asset(
         Longest side of the real object in metres; the model is scaled to it.
     faces, texture_size, draco
         Overrides of the preset's defaults (checked against its limits).
+    previews
+        Write turntable PNGs and a contact sheet: True for `out_dir/previews`, a folder, or False.
     input_mask, input_image, input_camera
         Framed input photo and its mask, for silhouette IoU and masked PSNR.
     validate
@@ -268,8 +270,9 @@ def build_asset(
 
     preview_paths: list[Path] = []
     sheet = None
-    if previews:
-        pv = write_previews(asset, out_dir / "previews", views=preview_views, size=preview_size)
+    if previews is not False:
+        folder = out_dir / "previews" if previews is True else Path(previews)
+        pv = write_previews(asset, folder, views=preview_views, size=preview_size)
         preview_paths, sheet = pv.views, pv.contact_sheet
     lap("previews")
 
