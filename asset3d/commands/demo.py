@@ -19,5 +19,5 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     print("asset3d demo: not yet available (the pipeline lands with the pipeline issue).")
-    print("Available now: `asset3d model info demo-tiny`, `asset3d --help`.")
+    print("Available now: `asset3d model info SOURCE`, `asset3d --help`.")
     return 0

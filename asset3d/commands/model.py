@@ -1,0 +1,97 @@
+"""`asset3d model`: inspect a model source and fetch the official weights."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "model",
+        help="inspect a TripoSR model source (folder or hub id) and fetch official weights",
+        description="Inspect TripoSR model sources and fetch the official weights into the Hugging Face cache.",
+    )
+    msub = p.add_subparsers(dest="model_command", metavar="ACTION", title="actions")
+    info = msub.add_parser(
+        "info",
+        help="print config summary, parameter count, weights sha256, device and dtype",
+        description=(
+            "Load a model and print its config summary, parameter count, weights sha256, device and dtype. "
+            "SOURCE is a folder with config.yaml and model.safetensors / model.ckpt, or a hub id such as "
+            "stabilityai/TripoSR (read from the Hugging Face cache; HF_HUB_OFFLINE is respected)."
+        ),
+    )
+    info.add_argument("source", metavar="SOURCE", help="model folder or hub id")
+    info.add_argument("--device", default="auto", help="cuda, cpu, mps or auto (default: auto)")
+    info.add_argument("--dtype", default="auto", help="fp32, bf16, fp16 or auto (default: auto)")
+    info.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    info.set_defaults(func=run_info)
+    fetch = msub.add_parser(
+        "fetch",
+        help="download a hub model (config.yaml + weights) into the local cache",
+        description="Download config.yaml and the weights of a hub model into the Hugging Face cache.",
+    )
+    fetch.add_argument("hub_id", metavar="HUB_ID", help="e.g. stabilityai/TripoSR")
+    fetch.set_defaults(func=run_fetch)
+    p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
+
+
+def describe(model: Any) -> dict[str, Any]:
+    """The summary `model info` prints."""
+    cfg = model.cfg.to_dict()
+    stages = {name: {"cls": cfg[f"{name}_cls"], **cfg[name]} for name in model.cfg.stages}
+    return {
+        "model_id": model.model_id,
+        "weights_sha256": model.weights_sha256,
+        "parameters": model.num_parameters(),
+        "device": str(model.device),
+        "dtype": str(model.compute_dtype).removeprefix("torch."),
+        "cond_image_size": cfg["cond_image_size"],
+        "stages": stages,
+    }
+
+
+def run_info(args: argparse.Namespace) -> int:
+    from triposr import ModelNotAvailable, load_model
+
+    try:
+        model = load_model(args.source, device=args.device, dtype=args.dtype)
+    except ModelNotAvailable as exc:
+        print(f"asset3d model info: {exc}", file=sys.stderr)
+        return 2
+    info = describe(model)
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    print(f"model        {info['model_id']}")
+    print(f"weights      sha256 {info['weights_sha256']}")
+    print(f"parameters   {info['parameters']:,}")
+    print(f"device       {info['device']}  dtype {info['dtype']}")
+    print(f"input        {info['cond_image_size']} px")
+    for name, stage in info["stages"].items():
+        options = ", ".join(f"{k}={v}" for k, v in stage.items() if k not in ("cls", "vit_config"))
+        print(f"  {name:<16} {stage['cls'].rsplit('.', 1)[-1]}  {options}")
+    return 0
+
+
+def run_fetch(args: argparse.Namespace) -> int:
+    from huggingface_hub import hf_hub_download
+
+    from triposr.loading import CONFIG_NAME
+
+    try:
+        path = hf_hub_download(args.hub_id, CONFIG_NAME)
+        weights = hf_hub_download(args.hub_id, "model.ckpt")
+    except Exception as exc:  # any network or hub failure is reported, not raised
+        print(
+            f"asset3d model fetch: could not download {args.hub_id} ({type(exc).__name__}: {str(exc).splitlines()[0]}). "
+            "This machine may have no route to the Hugging Face hub; run the same command where it has, "
+            "then copy the cache (HF_HOME) or a folder with config.yaml and model.ckpt here.",
+            file=sys.stderr,
+        )
+        return 2
+    print(f"fetched {args.hub_id}: {path}, {weights}")
+    return 0

@@ -1,0 +1,60 @@
+"""Batching, dtypes and chunking give the same answers."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from triposr import TSR
+from triposr.devices import pick_device, pick_dtype
+
+
+def test_batch_of_b_equals_b_singles(tiny_model: TSR) -> None:
+    g = torch.Generator().manual_seed(3)
+    images = torch.rand(3, 80, 72, 3, generator=g)
+    points = (torch.rand(3, 500, 3, generator=g) * 2 - 1) * 0.87
+    with torch.no_grad():
+        batch = tiny_model.encode(images)
+        singles = torch.cat([tiny_model.encode(images[i : i + 1]) for i in range(3)])
+        torch.testing.assert_close(batch, singles, atol=1e-5, rtol=1e-4)
+        q_batch = tiny_model.query(batch, points)
+        q_single = [tiny_model.query(batch[i : i + 1], points[i : i + 1]) for i in range(3)]
+    for key in ("density", "color"):
+        torch.testing.assert_close(q_batch[key], torch.cat([q[key] for q in q_single]), atol=1e-5, rtol=1e-4)
+
+
+def test_bf16_close_to_fp32(tiny_model: TSR, tiny_fixture: dict) -> None:
+    with torch.no_grad():
+        ref = tiny_model.encode(tiny_fixture["rgb_cond"])
+        tiny_model.compute_dtype = torch.bfloat16
+        try:
+            low = tiny_model.encode(tiny_fixture["rgb_cond"])
+        finally:
+            tiny_model.compute_dtype = torch.float32
+    rel = (low - ref).norm() / ref.norm()
+    assert low.dtype == torch.float32
+    assert 0 < rel < 0.02
+
+
+def test_accepts_uint8_and_lists(tiny_model: TSR, tiny_fixture: dict) -> None:
+    import numpy as np
+    from PIL import Image
+
+    image = tiny_fixture["image"].numpy()
+    with torch.no_grad():
+        from_uint8 = tiny_model.encode(image[None])
+        from_pil = tiny_model.encode([Image.fromarray(image)])
+    torch.testing.assert_close(from_uint8, tiny_fixture["scene_codes"], atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(from_pil, from_uint8)
+    with pytest.raises(ValueError, match=r"\(B, H, W, 3\)"):
+        tiny_model.encode(np.zeros((1, 8, 8, 4), dtype=np.uint8))
+
+
+def test_device_and_dtype_choice() -> None:
+    assert pick_device("cpu") == torch.device("cpu")
+    if not torch.cuda.is_available():
+        assert pick_device(None).type in ("cpu", "mps")
+    assert pick_dtype("bf16", torch.device("cpu")) == torch.bfloat16
+    assert pick_dtype("fp32", torch.device("cpu")) == torch.float32
+    with pytest.raises(ValueError, match="unknown dtype"):
+        pick_dtype("int8", torch.device("cpu"))

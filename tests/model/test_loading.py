@@ -1,0 +1,91 @@
+"""Loading from folders (.ckpt and .safetensors), refusing unsafe pickles, and the offline hub path."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import socket
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import save_file
+
+from triposr import ModelNotAvailable, UnsafeCheckpoint, load_model, sha256_file
+
+
+def _folder(tmp_path: Path, fixture: dict[str, Any], weights: str) -> Path:
+    folder = tmp_path / weights.replace(".", "_")
+    folder.mkdir()
+    (folder / "config.yaml").write_text(yaml.safe_dump(fixture["config"]))
+    if weights.endswith(".safetensors"):
+        save_file({k: v.contiguous() for k, v in fixture["state_dict"].items()}, str(folder / weights))
+    else:
+        torch.save(fixture["state_dict"], folder / weights)
+    return folder
+
+
+@pytest.mark.parametrize("weights", ["model.ckpt", "model.safetensors"])
+def test_folder_round_trip(tmp_path: Path, tiny_fixture: dict[str, Any], weights: str) -> None:
+    folder = _folder(tmp_path, tiny_fixture, weights)
+    model = load_model(folder, device="cpu", dtype="fp32")
+    assert model.weights_sha256 == sha256_file(folder / weights)
+    assert len(model.weights_sha256) == 64
+    assert model.model_id == str(folder.resolve())
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, tiny_fixture["state_dict"][k]), k
+    assert torch.equal(model.image_tokenizer.image_mean.flatten(), torch.tensor([0.485, 0.456, 0.406]))
+    with torch.no_grad():
+        codes = model.encode(tiny_fixture["rgb_cond"])
+    torch.testing.assert_close(codes, tiny_fixture["scene_codes"], atol=1e-5, rtol=1e-4)
+
+
+class _RunsCode:
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        return (os.system, ("echo pwned > /dev/null",))
+
+
+def test_pickle_that_would_run_code_is_refused(tmp_path: Path, tiny_fixture: dict[str, Any]) -> None:
+    folder = _folder(tmp_path, tiny_fixture, "model.ckpt")
+    with open(folder / "model.ckpt", "wb") as fh:
+        pickle.dump({"state_dict": _RunsCode()}, fh)
+    with pytest.raises(UnsafeCheckpoint, match="refused"):
+        load_model(folder, device="cpu")
+
+
+def test_missing_weights_name_the_folder(tmp_path: Path, tiny_fixture: dict[str, Any]) -> None:
+    folder = _folder(tmp_path, tiny_fixture, "model.ckpt")
+    (folder / "model.ckpt").unlink()
+    with pytest.raises(ModelNotAvailable, match="no weights"):
+        load_model(folder)
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("offline", [True, False])
+def test_hub_id_without_network_raises_model_not_available(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, offline: bool
+) -> None:
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
+    if offline:
+        monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    else:
+        monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+        monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{_closed_port()}")
+    with pytest.raises(ModelNotAvailable) as exc:
+        load_model("stabilityai/TripoSR")
+    message = str(exc.value)
+    assert "stabilityai/TripoSR" in message
+    assert "asset3d model fetch stabilityai/TripoSR" in message
+
+
+def test_source_that_is_neither_folder_nor_hub_id(tmp_path: Path) -> None:
+    with pytest.raises(ModelNotAvailable, match="neither a model folder nor a hub id"):
+        load_model(tmp_path / "does-not-exist")

@@ -1,0 +1,149 @@
+"""Loading weights: a local folder or a hub id, safetensors or a weights-only torch checkpoint.
+
+`load_model(source)` accepts
+
+* a folder holding `config.yaml` and `model.safetensors` or `model.ckpt`;
+* a Hugging Face hub id such as `stabilityai/TripoSR`, resolved with huggingface_hub (its cache and
+  `HF_HUB_OFFLINE` respected).
+
+Weights are read with safetensors or `torch.load(weights_only=True)`, never with a full unpickler; a
+checkpoint that would run code is refused. Missing weights raise `ModelNotAvailable`, whose message
+names what is missing and the command that fetches it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+
+from triposr.config import load_config_file
+from triposr.devices import pick_device, pick_dtype
+from triposr.model import TSR
+
+OFFICIAL_HUB_ID = "stabilityai/TripoSR"
+CONFIG_NAME = "config.yaml"
+WEIGHT_NAMES = ("model.safetensors", "model.ckpt")
+
+
+class ModelNotAvailable(RuntimeError):
+    """The weights (or config) of a model source cannot be found or fetched."""
+
+
+class UnsafeCheckpoint(ValueError):
+    """A checkpoint that cannot be read without running code from it."""
+
+
+def fetch_command(hub_id: str) -> str:
+    return f"asset3d model fetch {hub_id}"
+
+
+def sha256_file(path: str | Path, block: int = 1 << 22) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(block):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Tensors of a `.safetensors` file or a weights-only torch checkpoint (a `state_dict` key is unwrapped)."""
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return dict(load_file(str(path)))
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise UnsafeCheckpoint(
+            f"{path}: refused, the checkpoint holds objects that only a full unpickler could build "
+            f"(it could run code); convert it to safetensors from a trusted environment ({exc})"
+        ) from None
+    if isinstance(data, Mapping) and "state_dict" in data and isinstance(data["state_dict"], Mapping):
+        data = data["state_dict"]
+    if not isinstance(data, Mapping) or not all(isinstance(v, torch.Tensor) for v in data.values()):
+        raise UnsafeCheckpoint(f"{path}: not a state dict of tensors")
+    return dict(data)
+
+
+def _folder_files(folder: Path) -> tuple[Path, Path]:
+    config = folder / CONFIG_NAME
+    if not config.is_file():
+        raise ModelNotAvailable(f"model folder {folder} has no {CONFIG_NAME}")
+    for name in WEIGHT_NAMES:
+        if (folder / name).is_file():
+            return config, folder / name
+    raise ModelNotAvailable(f"model folder {folder} has no weights ({' or '.join(WEIGHT_NAMES)})")
+
+
+def _hub_files(hub_id: str) -> tuple[Path, Path]:
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
+
+    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+    try:
+        config = Path(hf_hub_download(hub_id, CONFIG_NAME, local_files_only=offline))
+    except (LocalEntryNotFoundError, OSError, ValueError) as exc:
+        raise ModelNotAvailable(
+            f"model {hub_id!r} is not in the local cache and the hub cannot be reached "
+            f"({type(exc).__name__}); on a machine with network run `{fetch_command(hub_id)}` "
+            f"(or `hf download {hub_id} {CONFIG_NAME} model.ckpt`), or pass a folder holding "
+            f"{CONFIG_NAME} and model.ckpt / model.safetensors"
+        ) from None
+    errors = []
+    for name in WEIGHT_NAMES:
+        try:
+            return config, Path(hf_hub_download(hub_id, name, local_files_only=offline))
+        except (EntryNotFoundError, LocalEntryNotFoundError, OSError, ValueError) as exc:
+            errors.append(f"{name}: {type(exc).__name__}")
+    raise ModelNotAvailable(
+        f"model {hub_id!r}: config found but no weights ({'; '.join(errors)}); "
+        f"run `{fetch_command(hub_id)}` where the hub can be reached"
+    )
+
+
+def resolve_source(source: str | os.PathLike[str]) -> tuple[Path, Path, str]:
+    """(config path, weights path, model id) for a folder or a hub id."""
+    path = Path(source).expanduser()
+    if path.is_dir():
+        config, weights = _folder_files(path)
+        return config, weights, str(path.resolve())
+    text = str(source)
+    if path.exists() or text.startswith((".", "/", "~")) or text.count("/") != 1:
+        raise ModelNotAvailable(f"model source {text!r} is neither a model folder nor a hub id like {OFFICIAL_HUB_ID}")
+    config, weights = _hub_files(text)
+    return config, weights, text
+
+
+def load_model(
+    source: str | os.PathLike[str],
+    device: str | torch.device | None = None,
+    dtype: str | torch.dtype | None = None,
+) -> TSR:
+    """Build the model from `source`'s config and load its weights strictly.
+
+    Parameters
+    ----------
+    source : a folder with config.yaml + model.safetensors / model.ckpt, or a hub id
+    device : "cuda", "cpu", ... or None / "auto" (cuda, then mps, then cpu)
+    dtype : "fp32", "bf16", "fp16" or None / "auto"; non-fp32 runs under autocast
+    """
+    config_path, weights_path, model_id = resolve_source(source)
+    cfg = load_config_file(config_path)
+    with torch.device("meta"):
+        model = TSR.from_config(cfg)
+    state = read_state_dict(weights_path)
+    dev = pick_device(device)
+    model.to_empty(device=dev)
+    model.load_state_dict(state, strict=True)
+    model.reset_buffers()
+    model.eval()
+    model.compute_dtype = pick_dtype(dtype, dev)
+    model.weights_sha256 = sha256_file(weights_path)
+    model.model_id = model_id
+    return model
