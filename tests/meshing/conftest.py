@@ -1,0 +1,35 @@
+"""Fixtures of the meshing tests: the real TripoSR output and the assets built from it (once)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import trimesh
+
+from meshing import AssetResult, build_asset
+
+
+@pytest.fixture(scope="session")
+def flor(shared: Path) -> trimesh.Trimesh:
+    """`../shared/meshes/triposr_flor.obj`: 34,313 vertices, 68,508 faces, vertex colours, z-up."""
+    path = shared / "meshes" / "triposr_flor.obj"
+    if not path.is_file():
+        pytest.fail(f"{path} is missing from the shared data folder")
+    return trimesh.load(path, process=False)
+
+
+@pytest.fixture(scope="session")
+def flor_assets(flor: trimesh.Trimesh, tmp_path_factory: pytest.TempPathFactory) -> dict[str, AssetResult]:
+    """The three presets built from the flor mesh at 20k faces (textures at the preset defaults)."""
+    out = {}
+    for preset in ("web", "shopify", "amazon"):
+        out[preset] = build_asset(
+            flor,
+            preset,
+            out_dir=tmp_path_factory.mktemp(preset),
+            faces=20_000,
+            metadata={"sku": f"FLOR-{preset}", "run_id": "test-run", "source_photo_sha256": "ab" * 32},
+            previews=preset == "web",
+        )
+    return out

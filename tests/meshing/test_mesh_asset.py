@@ -1,0 +1,166 @@
+"""Acceptance on the real TripoSR output: every preset, validated, within limits, on the floor,
+colours within 4/255 per channel after decimation to 20k faces, textures without visible seams."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import pygltflib
+import pytest
+import trimesh
+from PIL import Image
+
+from asset3d.commands import mesh2glb
+from meshing import AssetResult, MeshingError, build_asset
+from meshing.colors import SurfaceIndex
+from meshing.glb import check_limits, inspect_glb
+from meshing.metrics import color_error, seam_color_difference
+from meshing.presets import PRESETS
+from meshing.validate import validate_glb
+
+PRESET_NAMES = ("web", "shopify", "amazon")
+
+
+def _reload_official(result: AssetResult) -> trimesh.Trimesh:
+    """The written GLB read back by trimesh and moved back into the official frame."""
+    mesh = trimesh.load(result.glb_path, force="mesh")
+    extras = pygltflib.GLTF2.load_binary(str(result.glb_path)).asset.extras
+    mesh.apply_transform(np.linalg.inv(np.asarray(extras["meshing"]["official_to_asset"])))
+    return mesh
+
+
+@pytest.mark.parametrize("preset", PRESET_NAMES)
+def test_preset_glb_is_valid_and_within_limits(flor_assets: dict[str, AssetResult], preset: str) -> None:
+    result = flor_assets[preset]
+    report = validate_glb(result.glb_path)  # independently of the stage's own run
+    assert report.errors == 0, report.messages
+    info = inspect_glb(result.glb_path)
+    check = check_limits(info, PRESETS[preset])
+    assert check.ok, check.failures
+    assert info.triangles <= 20_000
+    assert abs(info.bounds_min[1]) <= 1e-4  # resting on y = 0
+    assert (
+        abs(info.bounds_min[0] + info.bounds_max[0]) < 1e-4
+        and abs(info.bounds_min[2] + info.bounds_max[2]) < 1e-4
+    )
+    if preset == "web":
+        assert info.has_vertex_colors and not info.textures
+    else:
+        assert info.textures[0].width == info.textures[0].height == 2048
+    extras = info.extras
+    assert extras["sku"] == f"FLOR-{preset}" and extras["run_id"] == "test-run"
+    assert extras["meshing"]["preset"] == preset and extras["meshing"]["units"] == "m"
+
+
+@pytest.mark.parametrize("preset", PRESET_NAMES)
+def test_preset_is_y_up_with_the_front_at_plus_z(
+    flor: trimesh.Trimesh, flor_assets: dict[str, AssetResult], preset: str
+) -> None:
+    mesh = trimesh.load(flor_assets[preset].glb_path, force="mesh")
+    assert abs(mesh.bounds[0][1]) <= 1e-4
+    # official (x, y, z) -> asset (y, z, x): the official height (z) is the asset's y extent
+    np.testing.assert_allclose(mesh.extents, np.asarray(flor.extents)[[1, 2, 0]], rtol=0.02)
+
+
+@pytest.mark.parametrize("preset", PRESET_NAMES)
+def test_preset_colours_match_the_source(
+    flor: trimesh.Trimesh, flor_assets: dict[str, AssetResult], preset: str
+) -> None:
+    mesh = _reload_official(flor_assets[preset])
+    err = color_error(mesh, SurfaceIndex(flor), n_points=30_000, seed=7)
+    assert max(err["mean_abs"]) <= 4.0, err
+
+
+@pytest.mark.parametrize("preset", ["shopify", "amazon"])
+def test_preset_texture_has_no_visible_seams(flor_assets: dict[str, AssetResult], preset: str) -> None:
+    mesh = trimesh.load(flor_assets[preset].glb_path, force="mesh")
+    seams = seam_color_difference(mesh)
+    assert seams["seam_edges"] > 1000
+    # the colour on both sides of a chart border agrees to about a grey level on average
+    assert seams["mean_abs"] <= 2.0 and seams["p95_abs"] <= 6.0, seams
+
+
+def test_result_reports_metrics_and_previews(flor_assets: dict[str, AssetResult]) -> None:
+    web = flor_assets["web"]
+    m = web.metrics
+    assert m["validation"]["errors"] == 0 and m["limits"]["ok"]
+    assert m["source"]["faces"] == 68_508 and m["asset"]["faces"] <= 20_000
+    assert m["file"]["bytes"] == web.glb_path.stat().st_size
+    for key in ("vertices", "components", "watertight", "boundary_edges", "surface_area", "bbox_size"):
+        assert key in m["asset"]
+    assert len(web.preview_paths) == 8 and web.contact_sheet is not None
+    front = np.asarray(Image.open(web.preview_paths[0]))
+    assert front.shape == (512, 512, 4) and (front[..., 3] > 0).mean() > 0.05
+    json.dumps(web.as_dict())  # JSON-ready
+    assert (
+        "seams" in flor_assets["amazon"].metrics
+        and flor_assets["amazon"].metrics["file"]["texture_size"] == 2048
+    )
+
+
+@pytest.mark.parametrize(
+    ("preset", "kwargs", "needle"),
+    [
+        ("web", {"faces": 60_000}, "at most 50000"),
+        ("amazon", {"texture_size": 1000}, "power of two"),
+        ("shopify", {"texture_size": 4096}, "larger than"),
+    ],
+)
+def test_unmet_preset_fails_clearly(
+    flor: trimesh.Trimesh, tmp_path: Path, preset: str, kwargs: dict, needle: str
+) -> None:
+    with pytest.raises(MeshingError) as err:
+        build_asset(flor, preset, out_dir=tmp_path, **kwargs)
+    assert err.value.reason == "preset_unmet" and needle in str(err.value)
+
+
+def test_bad_metadata_is_refused(flor: trimesh.Trimesh, tmp_path: Path) -> None:
+    with pytest.raises(MeshingError) as err:
+        build_asset(flor, "web", out_dir=tmp_path, metadata={"weights_sha256": "not-a-hash"})
+    assert err.value.reason == "bad_input" and "weights_sha256" in str(err.value)
+
+
+def test_real_size_and_field_colour(flor: trimesh.Trimesh, tmp_path: Path) -> None:
+    seen: list[np.ndarray] = []
+
+    def field(points: np.ndarray) -> np.ndarray:
+        seen.append(points)
+        return np.tile([0.2, 0.4, 0.6], (len(points), 1))
+
+    result = build_asset(
+        flor, "web", out_dir=tmp_path, faces=5_000, real_size_m=0.25, field_color=field, previews=False
+    )
+    mesh = trimesh.load(result.glb_path, force="mesh")
+    assert mesh.extents.max() == pytest.approx(0.25, rel=1e-4)
+    assert seen and seen[0].dtype == np.float32
+    # the field's points are in the official frame: inside the model's box, not the scaled asset's
+    assert np.abs(np.concatenate(seen)).max() > 0.3
+    np.testing.assert_array_equal(np.unique(mesh.visual.vertex_colors[:, :3], axis=0), [[51, 102, 153]])
+
+
+def _cli(*argv: str) -> int:
+    parser = argparse.ArgumentParser()
+    mesh2glb.register(parser.add_subparsers())
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+def test_cli_writes_a_glb_and_prints_metrics(
+    shared: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "flor.glb"
+    mesh = str(shared / "meshes" / "triposr_flor.obj")
+    rc = _cli(
+        "mesh2glb", mesh, "--out", str(out), "--faces", "8000", "--previews", str(tmp_path / "pv"), "--json"
+    )
+    assert rc == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["validation"]["errors"] == 0 and printed["metrics"]["asset"]["faces"] <= 8000
+    assert out.is_file() and (tmp_path / "pv" / "contact_sheet.png").is_file()
+    rc = _cli("mesh2glb", mesh, "--out", str(tmp_path / "x.glb"), "--faces", "60000")
+    captured = capsys.readouterr()
+    assert rc == 2 and "preset_unmet" in captured.err
+    assert _cli("mesh2glb", str(tmp_path / "missing.obj"), "--out", str(out)) == 2
