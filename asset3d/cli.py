@@ -19,6 +19,9 @@ COMMAND_MODULES: tuple[str, ...] = (
     "asset3d.commands.demo",
     "asset3d.commands.model",
     "asset3d.commands.mesh2glb",
+    "asset3d.commands.catalogue",
+    "asset3d.commands.review",
+    "asset3d.commands.db",
 )
 
 

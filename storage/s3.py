@@ -60,13 +60,16 @@ THROTTLING_CODES = frozenset(
         "ProvisionedThroughputExceededException",
         "RequestLimitExceeded",
         "SlowDown",
-        "RequestTimeout",
-        "RequestTimeTooSkewed",
-        "ServiceUnavailable",
-        "InternalError",
-        "ConditionalRequestConflict",
     }
 )
+#: Other error codes worth retrying (besides every 5xx answer).
+TRANSIENT_CODES = THROTTLING_CODES | {
+    "RequestTimeout",
+    "RequestTimeTooSkewed",
+    "InternalError",
+    "ServiceUnavailable",
+    "ConditionalRequestConflict",
+}
 
 
 def translate_error(err: Exception, key: str | None, where: str) -> StorageError:
@@ -92,8 +95,8 @@ def translate_error(err: Exception, key: str | None, where: str) -> StorageError
             return ObjectNotFound(message, key=key)
         if status == 412 or code == "PreconditionFailed":
             return PreconditionFailed(message, key=key)
-        if status >= 500 or status == 429 or code in THROTTLING_CODES:
-            reason = "throttled" if code in THROTTLING_CODES or status in (429, 503) else "server_error"
+        if status >= 500 or status == 429 or code in TRANSIENT_CODES:
+            reason = "throttled" if code in THROTTLING_CODES or status == 429 else "server_error"
             return TransientStorageError(message, reason=reason, key=key)
         return PermanentStorageError(message, reason=code.lower(), key=key)
     if isinstance(err, BotoConnectionError | HTTPClientError):

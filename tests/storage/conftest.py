@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -125,6 +125,12 @@ def require_postgres(url: str = POSTGRES_URL) -> None:
 @pytest.fixture(scope="session")
 def postgres_available() -> None:
     require_postgres()
+
+
+@pytest.fixture
+def postgres_probe() -> Callable[[str], None]:
+    """`require_postgres` itself, for the test of the CI rule."""
+    return require_postgres
 
 
 @pytest.fixture

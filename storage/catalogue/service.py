@@ -1,0 +1,992 @@
+"""The catalogue's service layer: every read and write the pipeline, the CLI and reviewers need.
+
+::
+
+    from storage.catalogue import Catalogue, AssetStatus, params_hash
+
+    cat = Catalogue()                                   # URL from ASSET3D_CATALOGUE_URL, else ./.asset3d/catalogue.db
+    photo = cat.upsert_photo("SKU-1", uri="s3://photos/SKU-1/front.png", bucket="photos",
+                             key="SKU-1/front.png", sha256=..., size_bytes=123456, width=820, height=480)
+    run = cat.start_run(model_id="stabilityai/TripoSR", weights_sha256=..., pipeline_version="0.1.0",
+                        parameters={"preset": "web", "mc_resolution": 256}, flow_run_id="...")
+    asset, created = cat.record_asset(photo_id=photo.id, run_id=run.id, preset="web",
+                                      params_hash=params_hash(run.parameters), weights_sha256=run.weights_sha256,
+                                      glb_uri="s3://assets/...", metrics={"faces": 20000})
+    cat.set_status(asset.id, AssetStatus.needs_review)   # the quality gate's verdict
+    cat.review(asset.id, "approve", reviewer="ana")      # validated; writes a review event
+    cat.publish(asset.id)                                # older versions of that photo -> superseded
+    cat.finish_run(run.id)
+
+Every method runs in its own transaction and returns frozen dataclass records (no ORM objects or sessions
+escape). Errors are `storage.catalogue.errors`; database outages become `CatalogueUnavailable` with the
+URL redacted.
+
+Idempotency: ``record_asset`` is keyed by `conversion_key` (photo sha256 + parameters hash + weights
+sha256, unique in the table): recording the same conversion again, also from two processes at the same
+moment, returns the one existing asset with ``created=False``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import re
+import socket
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, fields, is_dataclass
+from datetime import datetime
+from enum import Enum
+from typing import Any, Literal, TypeVar
+
+import numpy as np
+from sqlalchemy import Engine, and_, case, exists, func, select
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, ProgrammingError
+from sqlalchemy.orm import Session, joinedload, selectinload, sessionmaker
+
+from storage.catalogue.errors import CatalogueUnavailable, InvalidInput, NotFound, TransitionRefused
+from storage.catalogue.models import (
+    Asset,
+    AssetStatus,
+    Failure,
+    Metric,
+    Photo,
+    Product,
+    ReviewDecision,
+    ReviewEvent,
+    Run,
+    RunStatus,
+    utcnow,
+)
+from storage.catalogue.settings import make_engine, redact_secrets, redact_url
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_METRIC_NAME = re.compile(r"^[a-z][a-z0-9_.]{0,63}$")
+_MAX_MESSAGE = 8000
+_CONFLICT_RETRIES = 8
+
+# -- rules -------------------------------------------------------------------------------------------------
+
+#: Review decisions: (decision, from status) -> (to status, comment required).
+REVIEW_TRANSITIONS: dict[tuple[ReviewDecision, AssetStatus], tuple[AssetStatus, bool]] = {
+    (ReviewDecision.approve, AssetStatus.needs_review): (AssetStatus.approved, False),
+    (ReviewDecision.approve, AssetStatus.auto_approved): (AssetStatus.approved, False),
+    (ReviewDecision.approve, AssetStatus.rejected): (AssetStatus.approved, True),
+    (ReviewDecision.reject, AssetStatus.needs_review): (AssetStatus.rejected, False),
+    (ReviewDecision.reject, AssetStatus.auto_approved): (AssetStatus.rejected, False),
+    (ReviewDecision.reject, AssetStatus.approved): (AssetStatus.rejected, True),
+    (ReviewDecision.request_review, AssetStatus.auto_approved): (AssetStatus.needs_review, False),
+    (ReviewDecision.request_review, AssetStatus.approved): (AssetStatus.needs_review, True),
+    (ReviewDecision.request_review, AssetStatus.rejected): (AssetStatus.needs_review, True),
+}
+
+#: Pipeline (non-review) status changes: from status -> allowed to statuses.
+PIPELINE_TRANSITIONS: dict[AssetStatus, frozenset[AssetStatus]] = {
+    AssetStatus.pending: frozenset({AssetStatus.auto_approved, AssetStatus.needs_review, AssetStatus.failed}),
+    AssetStatus.auto_approved: frozenset({AssetStatus.failed}),
+    AssetStatus.needs_review: frozenset({AssetStatus.failed}),
+}
+
+#: Statuses an asset may be published from.
+PUBLISHABLE = frozenset({AssetStatus.auto_approved, AssetStatus.approved})
+
+
+# -- keys --------------------------------------------------------------------------------------------------
+
+
+def params_hash(parameters: Mapping[str, Any]) -> str:
+    """SHA-256 (hex) of the canonical JSON of conversion parameters (sorted keys, no whitespace).
+
+    Two parameter dicts that are equal as JSON give the same hash, whatever their key order.
+    """
+    try:
+        text = json.dumps(parameters, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as err:
+        raise InvalidInput(f"conversion parameters are not plain JSON: {err}") from None
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def conversion_key(photo_sha256: str, parameters_hash: str, weights_sha256: str) -> str:
+    """The identity of one conversion: SHA-256 (hex) of photo sha256, parameters hash and weights sha256."""
+    for name, value in (("photo sha256", photo_sha256), ("params hash", parameters_hash), ("weights sha256", weights_sha256)):
+        _check_sha(value, name)
+    return hashlib.sha256(f"{photo_sha256}:{parameters_hash}:{weights_sha256}".encode()).hexdigest()
+
+
+def _check_sha(value: str, what: str) -> str:
+    if not isinstance(value, str) or not _SHA256.match(value):
+        raise InvalidInput(f"{what} {value!r} is not a lower-case hex SHA-256 (64 characters)")
+    return value
+
+
+# -- records -----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ProductRecord:
+    id: int
+    sku: str
+    title: str | None
+    width_m: float | None
+    height_m: float | None
+    depth_m: float | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class PhotoRecord:
+    id: int
+    sku: str
+    uri: str
+    bucket: str
+    key: str
+    etag: str | None
+    sha256: str
+    size_bytes: int
+    width: int | None
+    height: int | None
+    first_seen: datetime
+    last_seen: datetime
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    id: int
+    flow_run_id: str | None
+    status: RunStatus
+    started_at: datetime
+    finished_at: datetime | None
+    parameters: dict[str, Any]
+    model_id: str
+    weights_sha256: str
+    pipeline_version: str
+    host: str | None
+
+
+@dataclass(frozen=True)
+class AssetRecord:
+    id: int
+    sku: str
+    photo_id: int
+    run_id: int | None
+    status: AssetStatus
+    version: int
+    preset: str
+    conversion_key: str
+    photo_sha256: str
+    params_hash: str
+    weights_sha256: str
+    glb_uri: str | None
+    glb_sha256: str | None
+    size_bytes: int | None
+    faces: int | None
+    vertices: int | None
+    preview_uris: tuple[str, ...]
+    created_at: datetime
+    updated_at: datetime
+    published_at: datetime | None
+    superseded_by_id: int | None
+
+
+@dataclass(frozen=True)
+class MetricRecord:
+    name: str
+    value: float
+    unit: str | None
+    recorded_at: datetime
+
+
+@dataclass(frozen=True)
+class ReviewRecord:
+    id: int
+    asset_id: int
+    reviewer: str
+    decision: ReviewDecision
+    from_status: AssetStatus
+    to_status: AssetStatus
+    comment: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class FailureRecord:
+    id: int
+    photo_id: int | None
+    run_id: int | None
+    asset_id: int | None
+    sku: str | None
+    photo_uri: str | None
+    stage: str
+    reason: str
+    message: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class AssetDetail:
+    """An asset with everything about it: its photo and product, run, metrics and review history."""
+
+    asset: AssetRecord
+    photo: PhotoRecord
+    product: ProductRecord
+    run: RunRecord | None
+    metrics: dict[str, MetricRecord]
+    reviews: tuple[ReviewRecord, ...]
+
+
+@dataclass(frozen=True)
+class Distribution:
+    """Summary of one metric over assets: count, min, median, 95th percentile (linear), max."""
+
+    count: int
+    min: float
+    median: float
+    p95: float
+    max: float
+
+
+@dataclass(frozen=True)
+class MetricFilter:
+    """A threshold on one metric, e.g. ``MetricFilter("faces", "<=", 50000)``; assets lacking it fail it."""
+
+    name: str
+    op: Literal["<", "<=", ">", ">=", "=="]
+    value: float
+
+    _OPS = ("<=", ">=", "==", "<", ">")
+
+    @classmethod
+    def parse(cls, text: str) -> MetricFilter:
+        """Parse ``"name<=value"`` (operators ``<``, ``<=``, ``>``, ``>=``, ``==``)."""
+        for op in cls._OPS:
+            name, sep, value = text.partition(op)
+            if sep:
+                try:
+                    number = float(value)
+                except ValueError:
+                    raise InvalidInput(f"metric filter {text!r}: {value!r} is not a number") from None
+                if not _METRIC_NAME.match(name.strip()):
+                    raise InvalidInput(f"metric filter {text!r}: {name!r} is not a metric name")
+                return cls(name.strip(), op, number)  # type: ignore[arg-type]
+        raise InvalidInput(f"metric filter {text!r}: expected NAME<OP>VALUE with OP one of < <= > >= ==")
+
+
+def to_jsonable(value: Any) -> Any:
+    """Records (and containers of them) as JSON-ready values: ISO-8601 times, enum values, lists."""
+    if is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_jsonable(getattr(value, f.name)) for f in fields(value) if not f.name.startswith("_")}
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Mapping):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_jsonable(v) for v in value]
+    return value
+
+
+def _product(p: Product) -> ProductRecord:
+    return ProductRecord(p.id, p.sku, p.title, p.width_m, p.height_m, p.depth_m, p.created_at)
+
+
+def _photo(p: Photo, sku: str) -> PhotoRecord:
+    return PhotoRecord(
+        p.id, sku, p.uri, p.bucket, p.key, p.etag, p.sha256, p.size_bytes, p.width, p.height, p.first_seen, p.last_seen
+    )
+
+
+def _run(r: Run) -> RunRecord:
+    return RunRecord(
+        r.id, r.flow_run_id, RunStatus(r.status), r.started_at, r.finished_at, dict(r.parameters or {}),
+        r.model_id, r.weights_sha256, r.pipeline_version, r.host,
+    )  # fmt: skip
+
+
+def _asset(a: Asset, sku: str) -> AssetRecord:
+    return AssetRecord(
+        id=a.id, sku=sku, photo_id=a.photo_id, run_id=a.run_id, status=AssetStatus(a.status), version=a.version,
+        preset=a.preset, conversion_key=a.conversion_key, photo_sha256=a.photo_sha256, params_hash=a.params_hash,
+        weights_sha256=a.weights_sha256, glb_uri=a.glb_uri, glb_sha256=a.glb_sha256, size_bytes=a.size_bytes,
+        faces=a.faces, vertices=a.vertices, preview_uris=tuple(a.preview_uris or ()), created_at=a.created_at,
+        updated_at=a.updated_at, published_at=a.published_at, superseded_by_id=a.superseded_by_id,
+    )  # fmt: skip
+
+
+def _review(e: ReviewEvent) -> ReviewRecord:
+    return ReviewRecord(
+        e.id, e.asset_id, e.reviewer, ReviewDecision(e.decision), AssetStatus(e.from_status),
+        AssetStatus(e.to_status), e.comment, e.created_at,
+    )  # fmt: skip
+
+
+# -- the service -------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Catalogue:
+    """The SQL asset catalogue.
+
+    Parameters
+    ----------
+    engine_or_url
+        A SQLAlchemy `Engine`, a URL, or ``None`` for `storage.catalogue.settings.catalogue_url`.
+        The schema must exist: ``asset3d db upgrade`` (or `migrations.upgrade`) creates it.
+    """
+
+    engine_or_url: Engine | str | URL | None = None
+    engine: Engine = field(init=False)
+    _sessions: sessionmaker[Session] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        e = self.engine_or_url
+        self.engine = e if isinstance(e, Engine) else make_engine(e)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @property
+    def url(self) -> str:
+        """The database URL with its password hidden."""
+        return redact_url(self.engine.url)
+
+    def close(self) -> None:
+        """Release pooled connections."""
+        self.engine.dispose()
+
+    # -- plumbing ----------------------------------------------------------------------------------------
+
+    @contextmanager
+    def _tx(self) -> Iterator[Session]:
+        """One transaction; driver errors become `CatalogueUnavailable` without secrets."""
+        try:
+            with self._sessions.begin() as session:
+                yield session
+        except IntegrityError:
+            raise
+        except (OperationalError, ProgrammingError) as err:
+            text = str(err.orig) if err.orig is not None else str(err)
+            if "no such table" in text or ("relation" in text and "does not exist" in text):
+                raise CatalogueUnavailable(
+                    f"catalogue {self.url} has no schema yet: run `asset3d db upgrade` ({redact_secrets(text.splitlines()[0])})",
+                    reason="not_migrated",
+                ) from None
+            if isinstance(err, OperationalError):
+                raise CatalogueUnavailable(
+                    f"catalogue {self.url} unavailable: {redact_secrets(text.strip().splitlines()[0] if text.strip() else type(err.orig).__name__)}",
+                    reason="unreachable",
+                ) from None
+            raise
+        except DBAPIError as err:
+            if err.connection_invalidated:
+                raise CatalogueUnavailable(f"catalogue {self.url}: connection lost", reason="unreachable") from None
+            raise
+
+    def _retry_on_conflict(self, fn: Callable[[], T]) -> T:
+        """Run ``fn`` (which opens its own transaction) again when a concurrent writer won a unique key."""
+        for attempt in range(1, _CONFLICT_RETRIES):
+            try:
+                return fn()
+            except IntegrityError as err:
+                log.debug("unique-key conflict with a concurrent writer (attempt %d), retrying: %s", attempt, type(err.orig).__name__)
+        return fn()
+
+    @staticmethod
+    def _get(session: Session, model: type[T], ident: int, what: str) -> T:
+        obj = session.get(model, ident)
+        if obj is None:
+            raise NotFound(f"no {what} with id {ident}")
+        return obj
+
+    # -- products and photos -----------------------------------------------------------------------------
+
+    def upsert_product(
+        self,
+        sku: str,
+        *,
+        title: str | None = None,
+        width_m: float | None = None,
+        height_m: float | None = None,
+        depth_m: float | None = None,
+    ) -> ProductRecord:
+        """Create the product or update the fields given (``None`` leaves a field as it is)."""
+        if not sku or not isinstance(sku, str) or len(sku) > 128 or sku != sku.strip():
+            raise InvalidInput(f"SKU {sku!r} refused: 1-128 characters without surrounding spaces")
+        for name, v in (("width_m", width_m), ("height_m", height_m), ("depth_m", depth_m)):
+            if v is not None and not (math.isfinite(v) and v > 0):
+                raise InvalidInput(f"product {sku}: {name}={v!r} must be a positive number of metres")
+
+        def go() -> ProductRecord:
+            with self._tx() as s:
+                p = self._product_row(s, sku)
+                for name, v in (("title", title), ("width_m", width_m), ("height_m", height_m), ("depth_m", depth_m)):
+                    if v is not None:
+                        setattr(p, name, v)
+                s.flush()
+                return _product(p)
+
+        return self._retry_on_conflict(go)
+
+    @staticmethod
+    def _product_row(s: Session, sku: str) -> Product:
+        p = s.scalar(select(Product).where(Product.sku == sku))
+        if p is None:
+            p = Product(sku=sku)
+            s.add(p)
+            s.flush()
+        return p
+
+    def upsert_photo(
+        self,
+        sku: str,
+        *,
+        uri: str,
+        bucket: str,
+        key: str,
+        sha256: str,
+        size_bytes: int,
+        etag: str | None = None,
+        width: int | None = None,
+        height: int | None = None,
+        seen_at: datetime | None = None,
+    ) -> PhotoRecord:
+        """Record that a photo was seen in a bucket (creating the product when new).
+
+        The photo is identified by ``uri``; its bytes, ETag and size are updated when they changed, and
+        ``last_seen`` moves to ``seen_at`` (default now). A changed ``sha256`` makes its next conversion a
+        new asset version.
+        """
+        _check_sha(sha256, f"photo {uri} sha256")
+        if not uri or size_bytes < 0:
+            raise InvalidInput(f"photo {uri!r}: needs a URI and a size >= 0")
+        when = seen_at or utcnow()
+
+        def go() -> PhotoRecord:
+            with self._tx() as s:
+                product = self._product_row(s, sku)
+                photo = s.scalar(select(Photo).where(Photo.uri == uri))
+                if photo is None:
+                    photo = Photo(uri=uri, product_id=product.id, first_seen=when)
+                    s.add(photo)
+                photo.product_id = product.id
+                photo.bucket, photo.key, photo.sha256, photo.size_bytes = bucket, key, sha256, size_bytes
+                photo.etag = etag
+                if width is not None:
+                    photo.width = width
+                if height is not None:
+                    photo.height = height
+                photo.last_seen = when
+                s.flush()
+                return _photo(photo, product.sku)
+
+        return self._retry_on_conflict(go)
+
+    def get_photo(self, photo_id: int) -> PhotoRecord:
+        """One photo by id (`NotFound` otherwise)."""
+        with self._tx() as s:
+            p = self._get(s, Photo, photo_id, "photo")
+            return _photo(p, p.product.sku)
+
+    # -- runs --------------------------------------------------------------------------------------------
+
+    def start_run(
+        self,
+        *,
+        model_id: str,
+        weights_sha256: str,
+        pipeline_version: str,
+        parameters: Mapping[str, Any] | None = None,
+        flow_run_id: str | None = None,
+        host: str | None = None,
+    ) -> RunRecord:
+        """Open a conversion run; with a ``flow_run_id`` already known, return that run (flow retries)."""
+        _check_sha(weights_sha256, "weights sha256")
+        params = dict(parameters or {})
+        params_hash(params)  # refuses non-JSON parameters now rather than at commit
+
+        def go() -> RunRecord:
+            with self._tx() as s:
+                if flow_run_id is not None:
+                    existing = s.scalar(select(Run).where(Run.flow_run_id == flow_run_id))
+                    if existing is not None:
+                        return _run(existing)
+                run = Run(
+                    flow_run_id=flow_run_id, parameters=params, model_id=model_id, weights_sha256=weights_sha256,
+                    pipeline_version=pipeline_version, host=host or socket.gethostname(), status=RunStatus.running,
+                )  # fmt: skip
+                s.add(run)
+                s.flush()
+                return _run(run)
+
+        return self._retry_on_conflict(go)
+
+    def finish_run(self, run_id: int, status: RunStatus | str = RunStatus.completed) -> RunRecord:
+        """Close a run with its final status (``completed``, ``failed`` or ``cancelled``)."""
+        final = _as_enum(RunStatus, status, "run status")
+        if final is RunStatus.running:
+            raise InvalidInput(f"run {run_id}: finish_run needs a final status, not 'running'")
+        with self._tx() as s:
+            run = self._get(s, Run, run_id, "run")
+            run.status, run.finished_at = final, utcnow()
+            s.flush()
+            return _run(run)
+
+    def get_run(self, run_id: int) -> RunRecord:
+        """One run by id (`NotFound` otherwise)."""
+        with self._tx() as s:
+            return _run(self._get(s, Run, run_id, "run"))
+
+    # -- assets ------------------------------------------------------------------------------------------
+
+    def record_asset(
+        self,
+        *,
+        photo_id: int,
+        params_hash: str,
+        weights_sha256: str,
+        preset: str,
+        run_id: int | None = None,
+        status: AssetStatus | str = AssetStatus.pending,
+        glb_uri: str | None = None,
+        glb_sha256: str | None = None,
+        size_bytes: int | None = None,
+        faces: int | None = None,
+        vertices: int | None = None,
+        preview_uris: Sequence[str] = (),
+        metrics: Mapping[str, float] | None = None,
+        units: Mapping[str, str] | None = None,
+    ) -> tuple[AssetRecord, bool]:
+        """Record a conversion's asset once; return ``(asset, created)``.
+
+        The conversion key is computed from the photo's current sha256, ``params_hash`` and
+        ``weights_sha256``. When an asset with that key exists (recorded earlier, or a moment ago by
+        another process) it is returned unchanged with ``created=False``. Otherwise a new asset is written
+        with the photo's next version number, together with its metrics, in one transaction.
+        ``status`` may be ``pending`` (default) or the gate's verdict (``auto_approved``,
+        ``needs_review``, ``failed``).
+        """
+        initial = _as_enum(AssetStatus, status, "asset status")
+        if initial not in (AssetStatus.pending, *PIPELINE_TRANSITIONS[AssetStatus.pending]):
+            raise InvalidInput(f"a new asset cannot start as {initial.value!r}")
+        if glb_sha256 is not None:
+            _check_sha(glb_sha256, "GLB sha256")
+        clean_metrics = _clean_metrics(metrics or {})
+
+        def go() -> tuple[AssetRecord, bool]:
+            with self._tx() as s:
+                photo = self._get(s, Photo, photo_id, "photo")
+                key = conversion_key(photo.sha256, params_hash, weights_sha256)
+                found = s.scalar(select(Asset).where(Asset.conversion_key == key))
+                if found is not None:
+                    return _asset(found, photo.product.sku), False
+                if run_id is not None:
+                    self._get(s, Run, run_id, "run")
+                version = (s.scalar(select(func.max(Asset.version)).where(Asset.photo_id == photo_id)) or 0) + 1
+                now = utcnow()
+                asset = Asset(
+                    photo_id=photo_id, run_id=run_id, conversion_key=key, photo_sha256=photo.sha256,
+                    params_hash=params_hash, weights_sha256=weights_sha256, preset=preset, version=version,
+                    status=initial, glb_uri=glb_uri, glb_sha256=glb_sha256, size_bytes=size_bytes, faces=faces,
+                    vertices=vertices, preview_uris=list(preview_uris), created_at=now, updated_at=now,
+                )  # fmt: skip
+                s.add(asset)
+                s.flush()  # a concurrent twin makes this raise IntegrityError -> retried, then found above
+                for name, value in clean_metrics.items():
+                    s.add(Metric(asset_id=asset.id, name=name, value=value, unit=(units or {}).get(name), recorded_at=now))
+                s.flush()
+                return _asset(asset, photo.product.sku), True
+
+        return self._retry_on_conflict(go)
+
+    def get_asset(self, asset_id: int) -> AssetRecord:
+        """One asset by id (`NotFound` otherwise)."""
+        with self._tx() as s:
+            a = self._get(s, Asset, asset_id, "asset")
+            return _asset(a, a.photo.product.sku)
+
+    def set_status(self, asset_id: int, status: AssetStatus | str) -> AssetRecord:
+        """Apply the pipeline's verdict (``pending`` -> ``auto_approved`` / ``needs_review`` / ``failed``).
+
+        Reviewer decisions go through `review`; this refuses every change `PIPELINE_TRANSITIONS` lacks.
+        """
+        target = _as_enum(AssetStatus, status, "asset status")
+        with self._tx() as s:
+            a = self._locked_asset(s, asset_id)
+            current = AssetStatus(a.status)
+            if target not in PIPELINE_TRANSITIONS.get(current, frozenset()):
+                raise TransitionRefused(
+                    f"asset {asset_id}: the pipeline cannot move it from {current.value} to {target.value}",
+                    reason="not_allowed",
+                )
+            a.status, a.updated_at = target, utcnow()
+            s.flush()
+            return _asset(a, a.photo.product.sku)
+
+    def publish(self, asset_id: int) -> list[int]:
+        """Mark an asset published; older versions of the same photo become ``superseded``.
+
+        Only ``auto_approved`` or ``approved`` assets can be published, and not when a newer version of the
+        photo is already published. Returns the ids of the assets it superseded. Publishing twice is a no-op.
+        """
+        with self._tx() as s:
+            a = self._locked_asset(s, asset_id)
+            if a.published_at is not None:
+                return []
+            if AssetStatus(a.status) not in PUBLISHABLE:
+                raise TransitionRefused(
+                    f"asset {asset_id} is {AssetStatus(a.status).value}: only auto_approved or approved assets are published",
+                    reason="not_publishable",
+                )
+            newer = s.scalar(
+                select(Asset.id).where(
+                    Asset.photo_id == a.photo_id, Asset.version > a.version, Asset.published_at.is_not(None)
+                )
+            )
+            if newer is not None:
+                raise TransitionRefused(
+                    f"asset {asset_id} (version {a.version}): newer asset {newer} of the same photo is already published",
+                    reason="newer_published",
+                )
+            now = utcnow()
+            a.published_at, a.updated_at = now, now
+            older = s.scalars(
+                select(Asset)
+                .where(
+                    Asset.photo_id == a.photo_id,
+                    Asset.version < a.version,
+                    Asset.status.not_in([AssetStatus.superseded, AssetStatus.failed]),
+                )
+                .with_for_update()
+            ).all()
+            for old in older:
+                old.status, old.superseded_by_id, old.updated_at = AssetStatus.superseded, a.id, now
+            s.flush()
+            return sorted(o.id for o in older)
+
+    def review(
+        self, asset_id: int, decision: ReviewDecision | str, *, reviewer: str, comment: str | None = None
+    ) -> ReviewRecord:
+        """Apply a reviewer's decision, validated by `REVIEW_TRANSITIONS`, and write its review event.
+
+        The status change and the event are one transaction. Raises `TransitionRefused` with reason
+        ``failed_asset``, ``superseded``, ``not_ready`` (still pending), ``no_change`` or
+        ``comment_required`` (overturning an earlier human decision needs a comment).
+        """
+        dec = _as_enum(ReviewDecision, decision, "review decision")
+        who = (reviewer or "").strip()
+        if not who or len(who) > 128:
+            raise InvalidInput("a review needs a reviewer name (1-128 characters)")
+        note = (comment or "").strip() or None
+        with self._tx() as s:
+            a = self._locked_asset(s, asset_id)
+            current = AssetStatus(a.status)
+            rule = REVIEW_TRANSITIONS.get((dec, current))
+            if rule is None:
+                raise TransitionRefused(_refusal(asset_id, dec, current), reason=_refusal_reason(dec, current))
+            target, needs_comment = rule
+            if needs_comment and note is None:
+                raise TransitionRefused(
+                    f"asset {asset_id} is {current.value}: {dec.value} overturns an earlier review and needs a comment",
+                    reason="comment_required",
+                )
+            now = utcnow()
+            a.status, a.updated_at = target, now
+            event = ReviewEvent(
+                asset_id=a.id, reviewer=who, decision=dec, from_status=current, to_status=target, comment=note,
+                created_at=now,
+            )  # fmt: skip
+            s.add(event)
+            s.flush()
+            return _review(event)
+
+    def approve(self, asset_id: int, *, reviewer: str, comment: str | None = None) -> ReviewRecord:
+        """`review` with ``approve``."""
+        return self.review(asset_id, ReviewDecision.approve, reviewer=reviewer, comment=comment)
+
+    def reject(self, asset_id: int, *, reviewer: str, comment: str | None = None) -> ReviewRecord:
+        """`review` with ``reject``."""
+        return self.review(asset_id, ReviewDecision.reject, reviewer=reviewer, comment=comment)
+
+    @staticmethod
+    def _locked_asset(s: Session, asset_id: int) -> Asset:
+        a = s.scalar(select(Asset).where(Asset.id == asset_id).with_for_update())
+        if a is None:
+            raise NotFound(f"no asset with id {asset_id}")
+        return a
+
+    # -- metrics and failures ----------------------------------------------------------------------------
+
+    def record_metrics(
+        self, asset_id: int, metrics: Mapping[str, float], *, units: Mapping[str, str] | None = None
+    ) -> None:
+        """Set metric values of an asset (existing names are overwritten)."""
+        clean = _clean_metrics(metrics)
+        with self._tx() as s:
+            self._get(s, Asset, asset_id, "asset")
+            existing = {m.name: m for m in s.scalars(select(Metric).where(Metric.asset_id == asset_id))}
+            now = utcnow()
+            for name, value in clean.items():
+                m = existing.get(name) or Metric(asset_id=asset_id, name=name)
+                m.value, m.unit, m.recorded_at = value, (units or {}).get(name, m.unit), now
+                s.add(m)
+
+    def record_failure(
+        self,
+        *,
+        stage: str,
+        reason: str,
+        message: str,
+        photo_id: int | None = None,
+        run_id: int | None = None,
+        asset_id: int | None = None,
+        at: datetime | None = None,
+    ) -> FailureRecord:
+        """Record that ``stage`` failed (for a photo, a run, or both); secrets in ``message`` are masked."""
+        if not stage or not reason:
+            raise InvalidInput("a failure needs a stage and a reason")
+        text = redact_secrets(message)[:_MAX_MESSAGE]
+        with self._tx() as s:
+            photo = self._get(s, Photo, photo_id, "photo") if photo_id is not None else None
+            if run_id is not None:
+                self._get(s, Run, run_id, "run")
+            if asset_id is not None:
+                self._get(s, Asset, asset_id, "asset")
+            f = Failure(
+                photo_id=photo_id, run_id=run_id, asset_id=asset_id, stage=stage[:64], reason=reason[:64], message=text,
+                created_at=at or utcnow(),
+            )  # fmt: skip
+            s.add(f)
+            s.flush()
+            return FailureRecord(
+                f.id, photo_id, run_id, asset_id, photo.product.sku if photo else None, photo.uri if photo else None,
+                f.stage, f.reason, f.message, f.created_at,
+            )  # fmt: skip
+
+    # -- queries -----------------------------------------------------------------------------------------
+
+    def review_queue(
+        self,
+        *,
+        statuses: Iterable[AssetStatus | str] | None = None,
+        sku: str | None = None,
+        metric_filters: Iterable[MetricFilter] = (),
+        limit: int | None = 100,
+        offset: int = 0,
+    ) -> list[AssetRecord]:
+        """Assets for people to look at: ``needs_review`` first, then oldest first.
+
+        Parameters
+        ----------
+        statuses
+            Keep only these statuses; default every status but ``superseded``.
+        sku
+            Keep only this product's assets.
+        metric_filters
+            Keep only assets whose metrics pass every threshold.
+        limit, offset
+            Paging (``limit=None``: everything).
+        """
+        wanted = (
+            [_as_enum(AssetStatus, x, "asset status") for x in statuses]
+            if statuses is not None
+            else [x for x in AssetStatus if x is not AssetStatus.superseded]
+        )
+        q = (
+            select(Asset, Product.sku)
+            .join(Photo, Asset.photo_id == Photo.id)
+            .join(Product, Photo.product_id == Product.id)
+            .where(Asset.status.in_(wanted))
+        )
+        if sku is not None:
+            q = q.where(Product.sku == sku)
+        for f in metric_filters:
+            q = q.where(
+                exists().where(and_(Metric.asset_id == Asset.id, Metric.name == f.name, _compare(Metric.value, f.op, f.value)))
+            )
+        q = q.order_by(case((Asset.status == AssetStatus.needs_review, 0), else_=1), Asset.created_at, Asset.id)
+        q = q.offset(offset)
+        if limit is not None:
+            q = q.limit(limit)
+        with self._tx() as s:
+            return [_asset(a, sku_) for a, sku_ in s.execute(q).all()]
+
+    def asset_detail(self, asset_id: int) -> AssetDetail:
+        """An asset with its photo, product, run, metrics and review history (`NotFound` otherwise)."""
+        with self._tx() as s:
+            a = s.scalar(
+                select(Asset)
+                .where(Asset.id == asset_id)
+                .options(
+                    joinedload(Asset.photo).joinedload(Photo.product),
+                    joinedload(Asset.run),
+                    selectinload(Asset.metrics),
+                    selectinload(Asset.reviews),
+                )
+            )
+            if a is None:
+                raise NotFound(f"no asset with id {asset_id}")
+            product = a.photo.product
+            return AssetDetail(
+                asset=_asset(a, product.sku),
+                photo=_photo(a.photo, product.sku),
+                product=_product(product),
+                run=_run(a.run) if a.run is not None else None,
+                metrics={m.name: MetricRecord(m.name, m.value, m.unit, m.recorded_at) for m in a.metrics},
+                reviews=tuple(_review(e) for e in a.reviews),
+            )
+
+    def failures_since(self, since: datetime | None = None, *, limit: int | None = None) -> list[FailureRecord]:
+        """Failures at or after ``since`` (default: all), newest first."""
+        q = (
+            select(Failure, Photo.uri, Product.sku)
+            .outerjoin(Photo, Failure.photo_id == Photo.id)
+            .outerjoin(Product, Photo.product_id == Product.id)
+        )
+        if since is not None:
+            if since.tzinfo is None:
+                raise InvalidInput(f"since={since.isoformat()} has no timezone; give e.g. 2024-05-01T00:00:00+00:00")
+            q = q.where(Failure.created_at >= since)
+        q = q.order_by(Failure.created_at.desc(), Failure.id.desc())
+        if limit is not None:
+            q = q.limit(limit)
+        with self._tx() as s:
+            return [
+                FailureRecord(f.id, f.photo_id, f.run_id, f.asset_id, sku, uri, f.stage, f.reason, f.message, f.created_at)
+                for f, uri, sku in s.execute(q).all()
+            ]
+
+    def counts_by_status(self) -> dict[AssetStatus, int]:
+        """Number of assets in each status (every status present, zeros included)."""
+        with self._tx() as s:
+            rows = s.execute(select(Asset.status, func.count()).group_by(Asset.status)).all()
+        counts = dict.fromkeys(AssetStatus, 0)
+        for status, n in rows:
+            counts[AssetStatus(status)] = int(n)
+        return counts
+
+    def metric_distributions(
+        self, names: Iterable[str] | None = None, *, statuses: Iterable[AssetStatus | str] | None = None
+    ) -> dict[str, Distribution]:
+        """Min, median, 95th percentile and max of each metric over assets (default: all but superseded)."""
+        wanted = (
+            [_as_enum(AssetStatus, x, "asset status") for x in statuses]
+            if statuses is not None
+            else [x for x in AssetStatus if x is not AssetStatus.superseded]
+        )
+        q = select(Metric.name, Metric.value).join(Asset, Metric.asset_id == Asset.id).where(Asset.status.in_(wanted))
+        if names is not None:
+            q = q.where(Metric.name.in_(list(names)))
+        with self._tx() as s:
+            rows = s.execute(q.order_by(Metric.name)).all()
+        grouped: dict[str, list[float]] = {}
+        for name, value in rows:
+            grouped.setdefault(name, []).append(float(value))
+        out: dict[str, Distribution] = {}
+        for name, values in grouped.items():
+            v = np.asarray(values, dtype=np.float64)  # (n,)
+            median, p95 = np.percentile(v, [50.0, 95.0])
+            out[name] = Distribution(int(v.size), float(v.min()), float(median), float(p95), float(v.max()))
+        return out
+
+    def sku_history(self, sku: str) -> list[AssetRecord]:
+        """Every asset ever made for a SKU (superseded ones too), by photo then version."""
+        with self._tx() as s:
+            if s.scalar(select(Product.id).where(Product.sku == sku)) is None:
+                raise NotFound(f"no product with SKU {sku!r}")
+            q = (
+                select(Asset)
+                .join(Photo, Asset.photo_id == Photo.id)
+                .join(Product, Photo.product_id == Product.id)
+                .where(Product.sku == sku)
+                .order_by(Photo.uri, Asset.version)
+            )
+            return [_asset(a, sku) for a in s.scalars(q)]
+
+    def photos_to_convert(
+        self, *, params_hash: str, weights_sha256: str, sku: str | None = None, limit: int | None = None
+    ) -> list[PhotoRecord]:
+        """Photos without an asset for their current bytes with these parameters and weights.
+
+        Photos whose only conversion attempts failed before an asset was recorded are listed again (the
+        next run retries them); an asset recorded with status ``failed`` counts as converted.
+        """
+        _check_sha(params_hash, "params hash")
+        _check_sha(weights_sha256, "weights sha256")
+        done = exists().where(
+            and_(
+                Asset.photo_id == Photo.id,
+                Asset.photo_sha256 == Photo.sha256,
+                Asset.params_hash == params_hash,
+                Asset.weights_sha256 == weights_sha256,
+            )
+        )
+        q = select(Photo, Product.sku).join(Product, Photo.product_id == Product.id).where(~done)
+        if sku is not None:
+            q = q.where(Product.sku == sku)
+        q = q.order_by(Photo.id)
+        if limit is not None:
+            q = q.limit(limit)
+        with self._tx() as s:
+            return [_photo(p, sku_) for p, sku_ in s.execute(q).all()]
+
+
+# -- helpers -----------------------------------------------------------------------------------------------
+
+
+def _as_enum(cls: type[Any], value: Any, what: str) -> Any:
+    try:
+        return cls(value)
+    except ValueError:
+        allowed = ", ".join(m.value for m in cls)
+        raise InvalidInput(f"{what} {value!r} is not one of: {allowed}") from None
+
+
+def _clean_metrics(metrics: Mapping[str, float]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for name, value in metrics.items():
+        if not isinstance(name, str) or not _METRIC_NAME.match(name):
+            raise InvalidInput(f"metric name {name!r}: use lower-case letters, digits, '_' and '.' (max 64)", reason="invalid_metric")
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise InvalidInput(f"metric {name}={value!r} is not a number", reason="invalid_metric") from None
+        if not math.isfinite(number):
+            raise InvalidInput(f"metric {name}={value!r} is not finite", reason="invalid_metric")
+        out[name] = number
+    return out
+
+
+def _compare(column: Any, op: str, value: float) -> Any:
+    return {
+        "<": column < value,
+        "<=": column <= value,
+        ">": column > value,
+        ">=": column >= value,
+        "==": column == value,
+    }[op]
+
+
+def _refusal_reason(decision: ReviewDecision, current: AssetStatus) -> str:
+    if current is AssetStatus.failed:
+        return "failed_asset"
+    if current is AssetStatus.superseded:
+        return "superseded"
+    if current is AssetStatus.pending:
+        return "not_ready"
+    return "no_change"
+
+
+def _refusal(asset_id: int, decision: ReviewDecision, current: AssetStatus) -> str:
+    reason = _refusal_reason(decision, current)
+    why = {
+        "failed_asset": "it failed; re-run the conversion instead",
+        "superseded": "a newer version replaced it",
+        "not_ready": "its quality gate has not run yet",
+        "no_change": f"it is already {current.value}" if decision is not ReviewDecision.request_review
+        else f"it is {current.value}",
+    }[reason]
+    return f"asset {asset_id} is {current.value}: cannot {decision.value.replace('_', ' ')} ({why})"
