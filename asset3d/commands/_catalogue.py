@@ -1,4 +1,8 @@
-"""Helpers shared by the catalogue commands (`db`, `catalogue`, `review`): URL option, errors, tables."""
+"""Helpers shared by the catalogue commands (`db`, `catalogue`, `review`): URL option, errors, tables.
+
+SQLAlchemy, Alembic and the catalogue are imported when a command runs, not when `asset3d --help` builds
+its parsers.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +10,13 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from storage.catalogue import Catalogue, CatalogueError, CatalogueUnavailable, catalogue_url, to_jsonable
-from storage.catalogue.settings import ENV_URL, redact_secrets
+if TYPE_CHECKING:
+    from storage.catalogue import Catalogue
 
 Handler = Callable[[argparse.Namespace], int]
-CatalogueHandler = Callable[[argparse.Namespace, Catalogue], int]
+CatalogueHandler = Callable[[argparse.Namespace, "Catalogue"], int]
 
 
 def url_options() -> argparse.ArgumentParser:
@@ -21,7 +25,7 @@ def url_options() -> argparse.ArgumentParser:
     parent.add_argument(
         "--url",
         default=None,
-        help=f"catalogue database URL (default: ${ENV_URL}, else sqlite:///.asset3d/catalogue.db)",
+        help="catalogue database URL (default: $ASSET3D_CATALOGUE_URL, else sqlite:///.asset3d/catalogue.db)",
     )
     return parent
 
@@ -31,6 +35,8 @@ def json_option(parser: argparse.ArgumentParser) -> None:
 
 
 def resolved_url(args: argparse.Namespace) -> str:
+    from storage.catalogue import catalogue_url
+
     return catalogue_url(getattr(args, "url", None))
 
 
@@ -42,6 +48,8 @@ def guarded(fn: CatalogueHandler) -> Handler:
     """
 
     def run(args: argparse.Namespace) -> int:
+        from storage.catalogue import Catalogue, CatalogueError, CatalogueUnavailable, redact_secrets
+
         cat: Catalogue | None = None
         try:
             cat = Catalogue(resolved_url(args))
@@ -64,6 +72,8 @@ def guarded(fn: CatalogueHandler) -> Handler:
 
 
 def print_json(value: Any) -> None:
+    from storage.catalogue import to_jsonable
+
     print(json.dumps(to_jsonable(value), indent=2, sort_keys=False))
 
 

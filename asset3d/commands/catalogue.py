@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from asset3d.commands._catalogue import (
     guarded,
@@ -21,7 +22,11 @@ from asset3d.commands._catalogue import (
     print_table,
     url_options,
 )
-from storage.catalogue import AssetStatus, Catalogue, InvalidInput, MetricFilter
+
+if TYPE_CHECKING:
+    from storage.catalogue import Catalogue, MetricFilter
+
+STATUSES = "pending, auto_approved, needs_review, approved, rejected, failed, superseded"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -38,8 +43,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     ls.add_argument(
         "--status",
         action="append",
-        choices=[s.value for s in AssetStatus],
-        help="only this status (repeatable; default: all but superseded)",
+        metavar="STATUS",
+        help=f"only this status (repeatable; default: all but superseded): {STATUSES}",
     )
     ls.add_argument("--sku", help="only this product")
     ls.add_argument(
@@ -78,6 +83,8 @@ def _positive(text: str) -> int:
 
 
 def _metric_filter(text: str) -> MetricFilter:
+    from storage.catalogue import InvalidInput, MetricFilter
+
     try:
         return MetricFilter.parse(text)
     except InvalidInput as err:

@@ -6,7 +6,7 @@
     asset3d db check             exit 0 only when the database is at head and models match migrations
 
 The URL is ``--url``, else ``ASSET3D_CATALOGUE_URL``, else ``sqlite:///.asset3d/catalogue.db``.
-Exit codes: 0 ok, 1 database out of date / unreachable, 2 refused input.
+Exit codes: 0 ok, 1 database out of date or unreachable, 2 refused input (bad URL, unknown revision).
 """
 
 from __future__ import annotations
@@ -15,13 +15,7 @@ import argparse
 import sys
 from collections.abc import Callable
 
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.exc import OperationalError as SAOperationalError
-
-import migrations
 from asset3d.commands._catalogue import resolved_url, url_options
-from storage.catalogue import CatalogueError
-from storage.catalogue.settings import redact_secrets, redact_url
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -36,79 +30,85 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     up = verbs.add_parser("upgrade", parents=[common], help="upgrade the schema (default: to head)")
     up.add_argument("revision", nargs="?", default="head", help="target revision (default: head)")
-    up.set_defaults(func=_upgrade)
+    up.set_defaults(func=_action("upgrade", _upgrade))
 
     down = verbs.add_parser("downgrade", parents=[common], help="downgrade the schema to REV (`base`: empty)")
     down.add_argument("revision", help="target revision, e.g. base or -1")
-    down.set_defaults(func=_downgrade)
+    down.set_defaults(func=_action("downgrade", _downgrade))
 
     cur = verbs.add_parser("current", parents=[common], help="print the revision the database is at")
-    cur.set_defaults(func=_current)
+    cur.set_defaults(func=_action("current", _current))
 
     chk = verbs.add_parser(
         "check", parents=[common], help="exit 0 only when the database is at head and models match migrations"
     )
-    chk.set_defaults(func=_check)
+    chk.set_defaults(func=_action("check", _check))
 
 
-def _guard(action: str, args: argparse.Namespace, fn: Callable[[], int]) -> int:
-    url = resolved_url(args)
-    try:
-        return fn()
-    except migrations.MigrationsOutOfDate as err:
-        print(f"catalogue {redact_url(url)}: {err}", file=sys.stderr)
-        return 1
-    except CatalogueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except SAOperationalError as err:
-        first = str(err.orig).strip().splitlines()[0] if err.orig is not None else type(err).__name__
-        print(f"error: {action}: catalogue {redact_url(url)} unavailable: {redact_secrets(first)}", file=sys.stderr)
-        return 1
-    except DBAPIError as err:
-        print(f"error: {action}: {redact_secrets(str(err.orig)).splitlines()[0]}", file=sys.stderr)
-        return 1
-    except Exception as err:  # alembic CommandError (unknown revision, ...)
-        print(f"error: {action}: {redact_secrets(str(err))}", file=sys.stderr)
-        return 2
+def _action(name: str, body: Callable[[argparse.Namespace, str], str]) -> Callable[[argparse.Namespace], int]:
+    """Run ``body(args, url)``, print the line it returns, and map failures to messages and exit codes."""
 
+    def run(args: argparse.Namespace) -> int:
+        from alembic.util import CommandError
+        from sqlalchemy.exc import DBAPIError
 
-def _upgrade(args: argparse.Namespace) -> int:
-    def go() -> int:
+        import migrations
+        from storage.catalogue import CatalogueError, redact_secrets, redact_url
+
         url = resolved_url(args)
-        migrations.upgrade(url, args.revision)
-        print(f"catalogue {redact_url(url)}: at {', '.join(migrations.current(url)) or 'base'}")
-        return 0
+        shown = redact_url(url)
+        try:
+            print(body(args, url))
+            return 0
+        except migrations.MigrationsOutOfDate as err:
+            print(f"catalogue {shown}: {err}", file=sys.stderr)
+            return 1
+        except CatalogueError as err:  # malformed URL
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        except DBAPIError as err:
+            first = (str(err.orig).strip() or type(err.orig).__name__).splitlines()[0]
+            print(f"error: {name}: catalogue {shown} unavailable: {redact_secrets(first)}", file=sys.stderr)
+            return 1
+        except CommandError as err:  # unknown revision, ...
+            print(f"error: {name}: {redact_secrets(str(err))}", file=sys.stderr)
+            return 2
 
-    return _guard("upgrade", args, go)
-
-
-def _downgrade(args: argparse.Namespace) -> int:
-    def go() -> int:
-        url = resolved_url(args)
-        migrations.downgrade(url, args.revision)
-        print(f"catalogue {redact_url(url)}: at {', '.join(migrations.current(url)) or 'base'}")
-        return 0
-
-    return _guard("downgrade", args, go)
-
-
-def _current(args: argparse.Namespace) -> int:
-    def go() -> int:
-        revs = migrations.current(resolved_url(args))
-        heads = migrations.heads()
-        state = "head" if sorted(revs) == sorted(heads) else f"head is {', '.join(heads)}"
-        print(f"{', '.join(revs) or 'base (no schema)'} ({state})")
-        return 0
-
-    return _guard("current", args, go)
+    return run
 
 
-def _check(args: argparse.Namespace) -> int:
-    def go() -> int:
-        url = resolved_url(args)
-        migrations.check(url)
-        print(f"catalogue {redact_url(url)}: at head {', '.join(migrations.heads())}; models match migrations")
-        return 0
+def _at(url: str) -> str:
+    import migrations
+    from storage.catalogue import redact_url
 
-    return _guard("check", args, go)
+    return f"catalogue {redact_url(url)}: at {', '.join(migrations.current(url)) or 'base'}"
+
+
+def _upgrade(args: argparse.Namespace, url: str) -> str:
+    import migrations
+
+    migrations.upgrade(url, args.revision)
+    return _at(url)
+
+
+def _downgrade(args: argparse.Namespace, url: str) -> str:
+    import migrations
+
+    migrations.downgrade(url, args.revision)
+    return _at(url)
+
+
+def _current(args: argparse.Namespace, url: str) -> str:
+    import migrations
+
+    revs, heads = migrations.current(url), migrations.heads()
+    state = "head" if sorted(revs) == sorted(heads) else f"head is {', '.join(heads)}"
+    return f"{', '.join(revs) or 'base (no schema)'} ({state})"
+
+
+def _check(args: argparse.Namespace, url: str) -> str:
+    import migrations
+    from storage.catalogue import redact_url
+
+    migrations.check(url)
+    return f"catalogue {redact_url(url)}: at head {', '.join(migrations.heads())}; models match migrations"

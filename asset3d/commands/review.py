@@ -11,14 +11,18 @@ failed, superseded and still-pending assets cannot be reviewed. Refusals and unk
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from asset3d.commands._catalogue import guarded, json_option, print_json, url_options
-from storage.catalogue import Catalogue, ReviewDecision
 
+if TYPE_CHECKING:
+    from storage.catalogue import Catalogue
+
+# verb -> (storage.catalogue.ReviewDecision value, help)
 _VERBS = {
-    "approve": (ReviewDecision.approve, "approve an asset"),
-    "reject": (ReviewDecision.reject, "reject an asset"),
-    "request": (ReviewDecision.request_review, "send an asset back to needs_review"),
+    "approve": ("approve", "approve an asset"),
+    "reject": ("reject", "reject an asset"),
+    "request": ("request_review", "send an asset back to needs_review"),
 }
 
 

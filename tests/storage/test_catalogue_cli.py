@@ -91,6 +91,8 @@ def test_list_json_and_table(migrated_url: str, filled: dict[str, int], capsys: 
     assert lines[2][status_col:].startswith("failed")  # columns line up under their headers
     code, out, _ = run(capsys, "catalogue", "list", "--sku", "NOPE", "--url", migrated_url)
     assert code == 0 and "no assets" in out
+    code, _, err = run(capsys, "catalogue", "list", "--status", "published", "--url", migrated_url)
+    assert code == 2 and "'published' is not one of" in err
 
 
 def test_show_json_table_and_unknown_id(migrated_url: str, filled: dict[str, int], capsys: pytest.CaptureFixture[str]) -> None:
