@@ -12,7 +12,7 @@ from logging.config import fileConfig
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from storage.catalogue.models import Base
+from storage.catalogue.models import Base, UTCDateTime
 from storage.catalogue.settings import catalogue_url, make_engine
 
 config = context.config
@@ -26,8 +26,17 @@ def _url() -> str:
     return str(config.attributes.get("url") or config.get_main_option("sqlalchemy.url") or catalogue_url())
 
 
+def _render_item(type_: str, obj: object, autogen_context: object) -> str | bool:
+    """Write the models' `UTCDateTime` as a plain ``sa.DateTime(timezone=True)`` in new revisions."""
+    if type_ == "type" and isinstance(obj, UTCDateTime):
+        return "sa.DateTime(timezone=True)"
+    return False
+
+
 def _configure(**kwargs: object) -> None:
-    context.configure(target_metadata=target_metadata, compare_type=True, **kwargs)  # type: ignore[arg-type]
+    context.configure(
+        target_metadata=target_metadata, compare_type=True, render_item=_render_item, **kwargs  # type: ignore[arg-type]
+    )
 
 
 def run_migrations_offline() -> None:
