@@ -40,7 +40,7 @@ from datetime import datetime
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from storage.errors import InvalidKey, PermanentStorageError
+from storage.errors import InvalidKey, ObjectNotFound, PermanentStorageError
 
 #: Longest key accepted, in UTF-8 bytes (the S3 limit).
 MAX_KEY_BYTES = 1024
@@ -204,8 +204,6 @@ class ObjectStore(ABC):
 
     def exists(self, key: str) -> bool:
         """True when an object is stored under ``key``."""
-        from storage.errors import ObjectNotFound
-
         try:
             self.head(key)
         except ObjectNotFound:

@@ -2,6 +2,7 @@
 
 * `storage.catalogue.models` -- the tables (SQLAlchemy 2.0 typed ORM) and the status enums.
 * `storage.catalogue.service` -- `Catalogue`, the service layer (writes, review transitions, queries).
+* `storage.catalogue.records` -- the frozen dataclasses it returns, and `to_jsonable` for JSON output.
 * `storage.catalogue.settings` -- the URL setting (``ASSET3D_CATALOGUE_URL``), engines, redaction.
 * `storage.catalogue.errors` -- `CatalogueError` and subclasses, each with a ``reason``.
 
@@ -16,12 +17,9 @@ from storage.catalogue.errors import (
     TransitionRefused,
 )
 from storage.catalogue.models import AssetStatus, Base, ReviewDecision, RunStatus
-from storage.catalogue.service import (
-    PIPELINE_TRANSITIONS,
-    REVIEW_TRANSITIONS,
+from storage.catalogue.records import (
     AssetDetail,
     AssetRecord,
-    Catalogue,
     Distribution,
     FailureRecord,
     MetricFilter,
@@ -30,9 +28,14 @@ from storage.catalogue.service import (
     ProductRecord,
     ReviewRecord,
     RunRecord,
+    to_jsonable,
+)
+from storage.catalogue.service import (
+    PIPELINE_TRANSITIONS,
+    REVIEW_TRANSITIONS,
+    Catalogue,
     conversion_key,
     params_hash,
-    to_jsonable,
 )
 from storage.catalogue.settings import (
     DEFAULT_URL,

@@ -36,10 +36,9 @@ import re
 import socket
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
-from enum import Enum
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 from sqlalchemy import Engine, and_, case, exists, func, select
@@ -61,13 +60,30 @@ from storage.catalogue.models import (
     RunStatus,
     utcnow,
 )
+from storage.catalogue.records import (
+    METRIC_NAME,
+    AssetDetail,
+    AssetRecord,
+    Distribution,
+    FailureRecord,
+    MetricFilter,
+    MetricRecord,
+    PhotoRecord,
+    ProductRecord,
+    ReviewRecord,
+    RunRecord,
+    asset_record,
+    photo_record,
+    product_record,
+    review_record,
+    run_record,
+)
 from storage.catalogue.settings import make_engine, redact_secrets, redact_url
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
-_METRIC_NAME = re.compile(r"^[a-z][a-z0-9_.]{0,63}$")
 _MAX_MESSAGE = 8000
 _CONFLICT_RETRIES = 8
 
@@ -123,207 +139,6 @@ def _check_sha(value: str, what: str) -> str:
     if not isinstance(value, str) or not _SHA256.match(value):
         raise InvalidInput(f"{what} {value!r} is not a lower-case hex SHA-256 (64 characters)")
     return value
-
-
-# -- records -----------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ProductRecord:
-    id: int
-    sku: str
-    title: str | None
-    width_m: float | None
-    height_m: float | None
-    depth_m: float | None
-    created_at: datetime
-
-
-@dataclass(frozen=True)
-class PhotoRecord:
-    id: int
-    sku: str
-    uri: str
-    bucket: str
-    key: str
-    etag: str | None
-    sha256: str
-    size_bytes: int
-    width: int | None
-    height: int | None
-    first_seen: datetime
-    last_seen: datetime
-
-
-@dataclass(frozen=True)
-class RunRecord:
-    id: int
-    flow_run_id: str | None
-    status: RunStatus
-    started_at: datetime
-    finished_at: datetime | None
-    parameters: dict[str, Any]
-    model_id: str
-    weights_sha256: str
-    pipeline_version: str
-    host: str | None
-
-
-@dataclass(frozen=True)
-class AssetRecord:
-    id: int
-    sku: str
-    photo_id: int
-    run_id: int | None
-    status: AssetStatus
-    version: int
-    preset: str
-    conversion_key: str
-    photo_sha256: str
-    params_hash: str
-    weights_sha256: str
-    glb_uri: str | None
-    glb_sha256: str | None
-    size_bytes: int | None
-    faces: int | None
-    vertices: int | None
-    preview_uris: tuple[str, ...]
-    created_at: datetime
-    updated_at: datetime
-    published_at: datetime | None
-    superseded_by_id: int | None
-
-
-@dataclass(frozen=True)
-class MetricRecord:
-    name: str
-    value: float
-    unit: str | None
-    recorded_at: datetime
-
-
-@dataclass(frozen=True)
-class ReviewRecord:
-    id: int
-    asset_id: int
-    reviewer: str
-    decision: ReviewDecision
-    from_status: AssetStatus
-    to_status: AssetStatus
-    comment: str | None
-    created_at: datetime
-
-
-@dataclass(frozen=True)
-class FailureRecord:
-    id: int
-    photo_id: int | None
-    run_id: int | None
-    asset_id: int | None
-    sku: str | None
-    photo_uri: str | None
-    stage: str
-    reason: str
-    message: str
-    created_at: datetime
-
-
-@dataclass(frozen=True)
-class AssetDetail:
-    """An asset with everything about it: its photo and product, run, metrics and review history."""
-
-    asset: AssetRecord
-    photo: PhotoRecord
-    product: ProductRecord
-    run: RunRecord | None
-    metrics: dict[str, MetricRecord]
-    reviews: tuple[ReviewRecord, ...]
-
-
-@dataclass(frozen=True)
-class Distribution:
-    """Summary of one metric over assets: count, min, median, 95th percentile (linear), max."""
-
-    count: int
-    min: float
-    median: float
-    p95: float
-    max: float
-
-
-@dataclass(frozen=True)
-class MetricFilter:
-    """A threshold on one metric, e.g. ``MetricFilter("faces", "<=", 50000)``; assets lacking it fail it."""
-
-    name: str
-    op: Literal["<", "<=", ">", ">=", "=="]
-    value: float
-
-    _OPS = ("<=", ">=", "==", "<", ">")
-
-    @classmethod
-    def parse(cls, text: str) -> MetricFilter:
-        """Parse ``"name<=value"`` (operators ``<``, ``<=``, ``>``, ``>=``, ``==``)."""
-        for op in cls._OPS:
-            name, sep, value = text.partition(op)
-            if sep:
-                try:
-                    number = float(value)
-                except ValueError:
-                    raise InvalidInput(f"metric filter {text!r}: {value!r} is not a number") from None
-                if not _METRIC_NAME.match(name.strip()):
-                    raise InvalidInput(f"metric filter {text!r}: {name!r} is not a metric name")
-                return cls(name.strip(), op, number)  # type: ignore[arg-type]
-        raise InvalidInput(f"metric filter {text!r}: expected NAME<OP>VALUE with OP one of < <= > >= ==")
-
-
-def to_jsonable(value: Any) -> Any:
-    """Records (and containers of them) as JSON-ready values: ISO-8601 times, enum values, lists."""
-    if is_dataclass(value) and not isinstance(value, type):
-        return {f.name: to_jsonable(getattr(value, f.name)) for f in fields(value) if not f.name.startswith("_")}
-    if isinstance(value, Enum):
-        return value.value
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, Mapping):
-        return {str(k): to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [to_jsonable(v) for v in value]
-    return value
-
-
-def _product(p: Product) -> ProductRecord:
-    return ProductRecord(p.id, p.sku, p.title, p.width_m, p.height_m, p.depth_m, p.created_at)
-
-
-def _photo(p: Photo, sku: str) -> PhotoRecord:
-    return PhotoRecord(
-        p.id, sku, p.uri, p.bucket, p.key, p.etag, p.sha256, p.size_bytes, p.width, p.height, p.first_seen, p.last_seen
-    )
-
-
-def _run(r: Run) -> RunRecord:
-    return RunRecord(
-        r.id, r.flow_run_id, RunStatus(r.status), r.started_at, r.finished_at, dict(r.parameters or {}),
-        r.model_id, r.weights_sha256, r.pipeline_version, r.host,
-    )  # fmt: skip
-
-
-def _asset(a: Asset, sku: str) -> AssetRecord:
-    return AssetRecord(
-        id=a.id, sku=sku, photo_id=a.photo_id, run_id=a.run_id, status=AssetStatus(a.status), version=a.version,
-        preset=a.preset, conversion_key=a.conversion_key, photo_sha256=a.photo_sha256, params_hash=a.params_hash,
-        weights_sha256=a.weights_sha256, glb_uri=a.glb_uri, glb_sha256=a.glb_sha256, size_bytes=a.size_bytes,
-        faces=a.faces, vertices=a.vertices, preview_uris=tuple(a.preview_uris or ()), created_at=a.created_at,
-        updated_at=a.updated_at, published_at=a.published_at, superseded_by_id=a.superseded_by_id,
-    )  # fmt: skip
-
-
-def _review(e: ReviewEvent) -> ReviewRecord:
-    return ReviewRecord(
-        e.id, e.asset_id, e.reviewer, ReviewDecision(e.decision), AssetStatus(e.from_status),
-        AssetStatus(e.to_status), e.comment, e.created_at,
-    )  # fmt: skip
 
 
 # -- the service -------------------------------------------------------------------------------------------
@@ -427,7 +242,7 @@ class Catalogue:
                     if v is not None:
                         setattr(p, name, v)
                 s.flush()
-                return _product(p)
+                return product_record(p)
 
         return self._retry_on_conflict(go)
 
@@ -481,7 +296,7 @@ class Catalogue:
                     photo.height = height
                 photo.last_seen = when
                 s.flush()
-                return _photo(photo, product.sku)
+                return photo_record(photo, product.sku)
 
         return self._retry_on_conflict(go)
 
@@ -489,7 +304,7 @@ class Catalogue:
         """One photo by id (`NotFound` otherwise)."""
         with self._tx() as s:
             p = self._get(s, Photo, photo_id, "photo")
-            return _photo(p, p.product.sku)
+            return photo_record(p, p.product.sku)
 
     # -- runs --------------------------------------------------------------------------------------------
 
@@ -513,14 +328,14 @@ class Catalogue:
                 if flow_run_id is not None:
                     existing = s.scalar(select(Run).where(Run.flow_run_id == flow_run_id))
                     if existing is not None:
-                        return _run(existing)
+                        return run_record(existing)
                 run = Run(
                     flow_run_id=flow_run_id, parameters=params, model_id=model_id, weights_sha256=weights_sha256,
                     pipeline_version=pipeline_version, host=host or socket.gethostname(), status=RunStatus.running,
                 )  # fmt: skip
                 s.add(run)
                 s.flush()
-                return _run(run)
+                return run_record(run)
 
         return self._retry_on_conflict(go)
 
@@ -533,12 +348,12 @@ class Catalogue:
             run = self._get(s, Run, run_id, "run")
             run.status, run.finished_at = final, utcnow()
             s.flush()
-            return _run(run)
+            return run_record(run)
 
     def get_run(self, run_id: int) -> RunRecord:
         """One run by id (`NotFound` otherwise)."""
         with self._tx() as s:
-            return _run(self._get(s, Run, run_id, "run"))
+            return run_record(self._get(s, Run, run_id, "run"))
 
     # -- assets ------------------------------------------------------------------------------------------
 
@@ -582,7 +397,7 @@ class Catalogue:
                 key = conversion_key(photo.sha256, params_hash, weights_sha256)
                 found = s.scalar(select(Asset).where(Asset.conversion_key == key))
                 if found is not None:
-                    return _asset(found, photo.product.sku), False
+                    return asset_record(found, photo.product.sku), False
                 if run_id is not None:
                     self._get(s, Run, run_id, "run")
                 version = (s.scalar(select(func.max(Asset.version)).where(Asset.photo_id == photo_id)) or 0) + 1
@@ -598,7 +413,7 @@ class Catalogue:
                 for name, value in clean_metrics.items():
                     s.add(Metric(asset_id=asset.id, name=name, value=value, unit=(units or {}).get(name), recorded_at=now))
                 s.flush()
-                return _asset(asset, photo.product.sku), True
+                return asset_record(asset, photo.product.sku), True
 
         return self._retry_on_conflict(go)
 
@@ -606,7 +421,7 @@ class Catalogue:
         """One asset by id (`NotFound` otherwise)."""
         with self._tx() as s:
             a = self._get(s, Asset, asset_id, "asset")
-            return _asset(a, a.photo.product.sku)
+            return asset_record(a, a.photo.product.sku)
 
     def set_status(self, asset_id: int, status: AssetStatus | str) -> AssetRecord:
         """Apply the pipeline's verdict (``pending`` -> ``auto_approved`` / ``needs_review`` / ``failed``).
@@ -624,7 +439,7 @@ class Catalogue:
                 )
             a.status, a.updated_at = target, utcnow()
             s.flush()
-            return _asset(a, a.photo.product.sku)
+            return asset_record(a, a.photo.product.sku)
 
     def publish(self, asset_id: int) -> list[int]:
         """Mark an asset published; older versions of the same photo become ``superseded``.
@@ -701,7 +516,7 @@ class Catalogue:
             )  # fmt: skip
             s.add(event)
             s.flush()
-            return _review(event)
+            return review_record(event)
 
     def approve(self, asset_id: int, *, reviewer: str, comment: str | None = None) -> ReviewRecord:
         """`review` with ``approve``."""
@@ -790,11 +605,7 @@ class Catalogue:
         limit, offset
             Paging (``limit=None``: everything).
         """
-        wanted = (
-            [_as_enum(AssetStatus, x, "asset status") for x in statuses]
-            if statuses is not None
-            else [x for x in AssetStatus if x is not AssetStatus.superseded]
-        )
+        wanted = _statuses(statuses)
         q = (
             select(Asset, Product.sku)
             .join(Photo, Asset.photo_id == Photo.id)
@@ -812,7 +623,7 @@ class Catalogue:
         if limit is not None:
             q = q.limit(limit)
         with self._tx() as s:
-            return [_asset(a, sku_) for a, sku_ in s.execute(q).all()]
+            return [asset_record(a, sku_) for a, sku_ in s.execute(q).all()]
 
     def asset_detail(self, asset_id: int) -> AssetDetail:
         """An asset with its photo, product, run, metrics and review history (`NotFound` otherwise)."""
@@ -831,12 +642,12 @@ class Catalogue:
                 raise NotFound(f"no asset with id {asset_id}")
             product = a.photo.product
             return AssetDetail(
-                asset=_asset(a, product.sku),
-                photo=_photo(a.photo, product.sku),
-                product=_product(product),
-                run=_run(a.run) if a.run is not None else None,
+                asset=asset_record(a, product.sku),
+                photo=photo_record(a.photo, product.sku),
+                product=product_record(product),
+                run=run_record(a.run) if a.run is not None else None,
                 metrics={m.name: MetricRecord(m.name, m.value, m.unit, m.recorded_at) for m in a.metrics},
-                reviews=tuple(_review(e) for e in a.reviews),
+                reviews=tuple(review_record(e) for e in a.reviews),
             )
 
     def failures_since(self, since: datetime | None = None, *, limit: int | None = None) -> list[FailureRecord]:
@@ -872,11 +683,7 @@ class Catalogue:
         self, names: Iterable[str] | None = None, *, statuses: Iterable[AssetStatus | str] | None = None
     ) -> dict[str, Distribution]:
         """Min, median, 95th percentile and max of each metric over assets (default: all but superseded)."""
-        wanted = (
-            [_as_enum(AssetStatus, x, "asset status") for x in statuses]
-            if statuses is not None
-            else [x for x in AssetStatus if x is not AssetStatus.superseded]
-        )
+        wanted = _statuses(statuses)
         q = select(Metric.name, Metric.value).join(Asset, Metric.asset_id == Asset.id).where(Asset.status.in_(wanted))
         if names is not None:
             q = q.where(Metric.name.in_(list(names)))
@@ -904,7 +711,7 @@ class Catalogue:
                 .where(Product.sku == sku)
                 .order_by(Photo.uri, Asset.version)
             )
-            return [_asset(a, sku) for a in s.scalars(q)]
+            return [asset_record(a, sku) for a in s.scalars(q)]
 
     def photos_to_convert(
         self, *, params_hash: str, weights_sha256: str, sku: str | None = None, limit: int | None = None
@@ -931,7 +738,7 @@ class Catalogue:
         if limit is not None:
             q = q.limit(limit)
         with self._tx() as s:
-            return [_photo(p, sku_) for p, sku_ in s.execute(q).all()]
+            return [photo_record(p, sku_) for p, sku_ in s.execute(q).all()]
 
 
 # -- helpers -----------------------------------------------------------------------------------------------
@@ -945,10 +752,17 @@ def _as_enum(cls: type[Any], value: Any, what: str) -> Any:
         raise InvalidInput(f"{what} {value!r} is not one of: {allowed}") from None
 
 
+def _statuses(statuses: Iterable[AssetStatus | str] | None) -> list[AssetStatus]:
+    """The statuses asked for, validated; by default every status but ``superseded``."""
+    if statuses is None:
+        return [x for x in AssetStatus if x is not AssetStatus.superseded]
+    return [_as_enum(AssetStatus, x, "asset status") for x in statuses]
+
+
 def _clean_metrics(metrics: Mapping[str, float]) -> dict[str, float]:
     out: dict[str, float] = {}
     for name, value in metrics.items():
-        if not isinstance(name, str) or not _METRIC_NAME.match(name):
+        if not isinstance(name, str) or not METRIC_NAME.match(name):
             raise InvalidInput(f"metric name {name!r}: use lower-case letters, digits, '_' and '.' (max 64)", reason="invalid_metric")
         try:
             number = float(value)
