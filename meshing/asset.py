@@ -136,7 +136,7 @@ def build_asset(
     input_image: np.ndarray | None = None,
     input_camera: Camera | None = None,
     validate: bool = True,
-    color_points: int = 20_000,
+    color_points: int = 10_000,
 ) -> AssetResult:
     """Clean, decimate, colour, orient, bake, write, validate, check, preview and measure.
 

@@ -96,6 +96,7 @@ def export_glb(
     draco: bool = False,
     texture_format: str = "png",
     jpeg_quality: int = 92,
+    png_level: int = 3,
 ) -> bytes:
     """Encode a mesh (vertex colours or a textured PBR material) as GLB bytes.
 
@@ -108,7 +109,9 @@ def export_glb(
     draco
         Compress geometry with KHR_draco_mesh_compression.
     texture_format
-        `png` or `jpeg` for baked textures.
+        `png` or `jpeg` for the base-colour texture.
+    jpeg_quality, png_level
+        Encoder settings (JPEG without chroma subsampling; zlib level for PNG).
 
     Returns
     -------
@@ -119,6 +122,17 @@ def export_glb(
     extras = json.loads(json.dumps(dict(metadata or {}), default=str))
     mesh = mesh.copy()
     mesh.vertex_normals = safe_vertex_normals(mesh)
+    # the texture is encoded here (trimesh would always use slow default-level PNG): trimesh
+    # writes the material around a 1x1 stand-in whose bytes are then replaced
+    texture = None
+    material = (
+        getattr(mesh.visual, "material", None) if getattr(mesh.visual, "kind", None) == "texture" else None
+    )
+    if isinstance(material, trimesh.visual.material.PBRMaterial) and material.baseColorTexture is not None:
+        texture = material.baseColorTexture.convert("RGB")
+        material = material.copy()
+        material.baseColorTexture = Image.new("RGB", (1, 1))
+        mesh.visual = trimesh.visual.TextureVisuals(uv=mesh.visual.uv, material=material)
     scene = trimesh.Scene()
     scene.add_geometry(mesh, geom_name="asset", node_name="asset")
     kwargs: dict[str, Any] = {"include_normals": True}
@@ -134,18 +148,18 @@ def export_glb(
             "bad_input", "Draco compression was requested but DracoPy is not installed or failed"
         )
     replace: dict[int, bytes] = {}
-    if texture_format == "jpeg":
-        blob = gltf.binary_blob()
-        for image in gltf.images:
-            if image.bufferView is None or image.mimeType == "image/jpeg":
-                continue
-            view = gltf.bufferViews[image.bufferView]
-            start = view.byteOffset or 0
-            pil = Image.open(io.BytesIO(blob[start : start + view.byteLength])).convert("RGB")
-            buf = io.BytesIO()
-            pil.save(buf, format="JPEG", quality=int(jpeg_quality), subsampling=0)
-            replace[image.bufferView] = buf.getvalue()
-            image.mimeType = "image/jpeg"
+    if texture is not None:
+        if len(gltf.images) != 1 or gltf.images[0].bufferView is None:
+            raise MeshingError(
+                "bad_input", f"expected one embedded texture, trimesh wrote {len(gltf.images)}"
+            )
+        buf = io.BytesIO()
+        if texture_format == "jpeg":
+            texture.save(buf, format="JPEG", quality=int(jpeg_quality), subsampling=0)
+        else:
+            texture.save(buf, format="PNG", compress_level=int(png_level))
+        replace[gltf.images[0].bufferView] = buf.getvalue()
+        gltf.images[0].mimeType = f"image/{texture_format}"
     _repack(gltf, replace)
     _set_targets(gltf)
     for accessor in gltf.accessors:  # Draco placeholders: no bufferView, so no byteOffset either

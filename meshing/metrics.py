@@ -290,7 +290,7 @@ def color_error(
     """
     pts, face = sample_surface(pred, n_points, seed=seed)
     got = surface_colors(pred, pts, face)
-    ref = transfer_colors(source, pts, k=8)
+    ref = transfer_colors(source, pts, k=4)
     diff = np.abs(got - ref) * 255.0
     return {
         "mean_abs": diff.mean(axis=0).tolist(),

@@ -67,12 +67,12 @@ def unwrap(
     resolution: int = 1024,
     padding: int = 2,
     max_faces: int = MAX_UNWRAP_FACES,
-    tile_faces: int = 1000,
+    tile_faces: int = 250,
 ) -> UVAtlas:
     """UV atlas with xatlas.
 
     xatlas's chart search grows faster than linearly with the face count, so the mesh is cut
-    into spatial tiles of about `tile_faces` faces (recursive median splits), each charted as
+    into spatial tiles of at most `tile_faces` faces (recursive median splits), each charted as
     its own xatlas mesh, and all charts are packed into one atlas. Tile borders become chart
     seams, which the baker's gutter handling treats like any other seam.
 
@@ -110,9 +110,12 @@ def unwrap(
         used, inverse = np.unique(faces[ids], return_inverse=True)
         local_vertices.append(used)
         atlas.add_mesh(vertices[used], inverse.reshape(-1, 3).astype(np.uint32))
+    # packing cost grows with its resolution; above 1024 px pack at 1024 with the padding scaled
+    # down, which gives the same gutter in texels once the UVs are used at full size
+    pack_res = min(int(resolution), 1024)
     pack = xatlas.PackOptions()
-    pack.resolution = int(resolution)
-    pack.padding = int(padding)
+    pack.resolution = pack_res
+    pack.padding = max(1, int(np.ceil(padding * pack_res / int(resolution))))
     pack.bilinear = True
     atlas.generate(xatlas.ChartOptions(), pack)
     vmaps, out_faces, uvs = [], np.empty((len(faces), 3), dtype=np.int64), []
@@ -300,23 +303,24 @@ def bake_texture(
     bary[band] = lam
     defined = face >= 0
     chart = np.where(defined, atlas.chart[np.maximum(face, 0)], -1)
-    corner_xyz = vertices[atlas.vmapping][atlas.faces]  # (f, 3, 3)
-
-    def positions(lin: np.ndarray) -> np.ndarray:
-        return np.einsum("nc,ncd->nd", bary[lin].astype(np.float64), corner_xyz[face[lin]])
+    corner_xyz = vertices[atlas.vmapping][atlas.faces].astype(np.float32)  # (f, 3, 3)
+    lin_def = np.flatnonzero(defined)
+    # the surface point of every defined texel, once
+    pos = np.zeros((size * size, 3), dtype=np.float32)
+    pos[lin_def] = np.einsum("nc,ncd->nd", bary[lin_def], corner_xyz[face[lin_def]])
 
     def sample(lin: np.ndarray) -> np.ndarray:
-        return np.asarray(color_fn(positions(lin)), dtype=np.float64)
+        return np.asarray(color_fn(pos[lin].astype(np.float64)), dtype=np.float32)
 
-    color = np.zeros((size * size, 3), dtype=np.float64)
-    yy, xx = np.divmod(np.arange(size * size), size)
-    on_grid = (yy % step == 0) & (xx % step == 0)
-    direct = np.flatnonzero(defined & on_grid)
+    color = np.zeros((size * size, 3), dtype=np.float32)
+    ty, tx = np.divmod(lin_def, size)
+    on_grid = (ty % step == 0) & (tx % step == 0)
+    direct = lin_def[on_grid]
     color[direct] = sample(direct)
     queried = len(direct)
     if step > 1:
-        rest = np.flatnonzero(defined & ~on_grid)
-        ty, tx = yy[rest], xx[rest]
+        rest = lin_def[~on_grid]
+        ty, tx = ty[~on_grid], tx[~on_grid]
         y0, x0 = ty - ty % step, tx - tx % step
         y1, x1 = y0 + step, x0 + step
         inside = (y1 < size) & (x1 < size)
@@ -324,27 +328,27 @@ def bake_texture(
         c00, c01, c10, c11 = y0 * size + x0, y0 * size + x1, y1 * size + x0, y1 * size + x1
         own = chart[rest]
         same = inside & (chart[c00] == own) & (chart[c01] == own) & (chart[c10] == own) & (chart[c11] == own)
-        fy = ((ty - y0) / step)[:, None]
-        fx = ((tx - x0) / step)[:, None]
+        cand = np.flatnonzero(same)
+        rest, c00, c01, c10, c11 = rest[cand], c00[cand], c01[cand], c10[cand], c11[cand]
+        fy = ((ty[cand] - y0[cand]) / step).astype(np.float32)[:, None]
+        fx = ((tx[cand] - x0[cand]) / step).astype(np.float32)[:, None]
+        w00, w01, w10, w11 = (1 - fy) * (1 - fx), (1 - fy) * fx, fy * (1 - fx), fy * fx
         # the blend must also be right in 3D: where the surface folds or a chart is notched,
         # the bilinear blend of the corner positions strays from the texel's own point
-        cand = np.flatnonzero(same)
-        if len(cand):
-            corners = [c00[cand], c01[cand], c10[cand], c11[cand]]
-            p = [positions(ci) for ci in corners]
-            gy, gx = fy[cand], fx[cand]
-            blend = p[0] * (1 - gy) * (1 - gx) + p[1] * (1 - gy) * gx + p[2] * gy * (1 - gx) + p[3] * gy * gx
-            spread = np.linalg.norm(p[3] - p[0], axis=1) + np.linalg.norm(p[2] - p[1], axis=1)
-            off = np.linalg.norm(blend - positions(rest[cand]), axis=1)
-            same[cand[off > 0.1 * spread + 1e-12]] = False
-        fy, fx = fy[same], fx[same]
-        color[rest[same]] = (
-            color[c00[same]] * (1 - fy) * (1 - fx)
-            + color[c01[same]] * (1 - fy) * fx
-            + color[c10[same]] * fy * (1 - fx)
-            + color[c11[same]] * fy * fx
+        p00, p01, p10, p11 = pos[c00], pos[c01], pos[c10], pos[c11]
+        blend = p00 * w00 + p01 * w01 + p10 * w10 + p11 * w11
+        spread = np.linalg.norm(p11 - p00, axis=1) + np.linalg.norm(p10 - p01, axis=1)
+        ok = np.linalg.norm(blend - pos[rest], axis=1) <= 0.1 * spread + 1e-12
+        color[rest[ok]] = (
+            color[c00[ok]] * w00[ok]
+            + color[c01[ok]] * w01[ok]
+            + color[c10[ok]] * w10[ok]
+            + color[c11[ok]] * w11[ok]
         )
-        alone = rest[~same]
+        done = np.zeros(size * size, dtype=bool)
+        done[direct] = True
+        done[rest[ok]] = True
+        alone = lin_def[~done[lin_def]]
         color[alone] = sample(alone)
         queried += len(alone)
     # the rest of the gutter copies its nearest covered texel

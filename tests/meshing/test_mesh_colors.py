@@ -6,7 +6,7 @@ import trimesh
 from mesh_helpers import colored_sphere, smooth_color
 
 from meshing.cleanup import clean_mesh
-from meshing.colors import SurfaceIndex, query_field, transfer_colors
+from meshing.colors import SurfaceIndex, closest_barycentric, query_field, transfer_colors
 from meshing.decimate import decimate
 from meshing.errors import MeshingError
 from meshing.metrics import color_error
@@ -74,3 +74,22 @@ def test_mesh_without_colours_needs_a_field() -> None:
     with pytest.raises(MeshingError) as err:
         decimate(trimesh.creation.icosphere(3), 100)
     assert err.value.reason == "bad_input"
+
+
+def test_closest_barycentric_matches_a_dense_search() -> None:
+    rng = np.random.default_rng(0)
+    tris = rng.normal(size=(300, 3, 3))
+    pts = rng.normal(size=(300, 3)) * 2.0  # many fall in vertex and edge regions
+    bary = closest_barycentric(tris, pts)
+    assert (bary >= -1e-12).all()
+    np.testing.assert_allclose(bary.sum(axis=1), 1.0)
+    own = np.linalg.norm(np.einsum("nc,ncd->nd", bary, tris) - pts, axis=1)
+    # dense barycentric grid over each triangle
+    g = np.linspace(0, 1, 121)
+    u, v = np.meshgrid(g, g)
+    keep = u + v <= 1
+    grid = np.stack([1 - u[keep] - v[keep], u[keep], v[keep]], axis=1)  # (m, 3)
+    dense = np.einsum("mc,ncd->nmd", grid, tris)
+    best = np.linalg.norm(dense - pts[:, None, :], axis=2).min(axis=1)
+    assert (own <= best + 1e-12).all()  # never worse than any grid point
+    assert (best - own).max() < 0.05  # and the grid gets close to it
