@@ -64,9 +64,9 @@ class BackdropParams:
     shadow_min_gain : float
         Darkest accepted shadow, as a fraction of the backdrop brightness.
     shadow_max_gradient : float
-        Largest 3x3 morphological gradient inside a soft shadow.
+        Largest 3x3 morphological gradient of the colour distance inside a soft shadow.
     shadow_relative_gradient : float
-        Largest gradient relative to the local colour distance inside a soft shadow.
+        Largest such gradient relative to the local (11x11 maximum) colour distance.
     shadow_floor_margin : float
         A shadow region must reach within this fraction of the height of the object's lowest row.
     close_radius : int
@@ -94,7 +94,7 @@ class BackdropParams:
     noise_k_high: float = 8.0
     shadow_chroma: float = 6.0
     shadow_min_gain: float = 0.45
-    shadow_max_gradient: float = 14.0
+    shadow_max_gradient: float = 20.0
     shadow_relative_gradient: float = 0.55
     shadow_floor_margin: float = 0.02
     close_radius: int = 9
@@ -224,7 +224,9 @@ def _cast_shadows(
     gain = (f * bg).sum(-1) / np.maximum((bg * bg).sum(-1), 1.0)  # (H, W) brightness ratio to the backdrop
     chroma = np.linalg.norm(f - gain[..., None] * bg, axis=-1)  # (H, W) deviation from the backdrop's hue
     darker = (chroma < max(3.0 * sigma, p.shadow_chroma)) & (gain > p.shadow_min_gain) & (gain < 1.0)
-    grad = cv2.morphologyEx(f, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8)).max(-1)  # (H, W)
+    # Softness is judged on the distance map itself: a shadow's penumbra ramps slowly, an object's
+    # edge steps by most of its contrast within the 3x3 window.
+    grad = cv2.morphologyEx(d, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8))  # (H, W)
     local = cv2.dilate(d, np.ones((11, 11), np.uint8))
     soft = (grad < max(4.0 * sigma, p.shadow_max_gradient)) & (grad < p.shadow_relative_gradient * local)
     candidate = fg & darker & soft

@@ -40,7 +40,7 @@ class FlagThresholds:
     second_object_ratio: float = 0.10
     tiny_fraction: float = 0.005
     tiny_side: int = 48
-    low_contrast: float = 12.0
+    low_contrast: float = 25.0
     min_confidence: float = 0.80
 
 
