@@ -18,6 +18,7 @@ from asset3d import __version__
 COMMAND_MODULES: tuple[str, ...] = (
     "asset3d.commands.demo",
     "asset3d.commands.model",
+    "asset3d.commands.preprocess",
     "asset3d.commands.mesh2glb",
     "asset3d.commands.catalogue",
     "asset3d.commands.review",
