@@ -284,6 +284,7 @@ def _grabcut(small: np.ndarray, pre: np.ndarray, keep_out: np.ndarray, p: Backdr
     gc[keep_out[sl]] = cv2.GC_PR_BGD
     bgd = np.zeros((1, 65), np.float64)
     fgd = np.zeros((1, 65), np.float64)
+    cv2.setRNGSeed(0)  # GrabCut seeds its colour models with k-means: same photo, same mask
     try:
         cv2.grabCut(
             np.ascontiguousarray(small[sl]), gc, None, bgd, fgd, p.grabcut_iterations, cv2.GC_INIT_WITH_MASK

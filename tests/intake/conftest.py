@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from intake_helpers import IOU_TABLE
 
 
 @pytest.fixture(scope="session")
@@ -14,10 +15,6 @@ def photos(shared: Path) -> Path:
     if not path.is_dir():
         pytest.fail(f"shared photos folder missing: {path}")
     return path
-
-
-#: Mask IoU of the plain-backdrop method per (object, backdrop, encoding), filled by the ground-truth test.
-IOU_TABLE: dict[tuple[str, str, str], float] = {}
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

@@ -9,6 +9,10 @@ import zlib
 import numpy as np
 from PIL import Image
 
+#: Mask IoU of the plain-backdrop method per (object, backdrop, encoding): filled by the ground-truth
+#: test, printed by the conftest's terminal summary.
+IOU_TABLE: dict[tuple[str, str, str], float] = {}
+
 
 def encode(arr: np.ndarray | Image.Image, fmt: str, **kwargs: object) -> bytes:
     """Encode an array or image with Pillow."""

@@ -6,8 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import IOU_TABLE
-from intake_helpers import encode
+from intake_helpers import IOU_TABLE, encode
 from PIL import Image
 
 from intake import IntakeError, Reason, decode_image, preprocess
@@ -121,3 +120,12 @@ def test_params_change_the_analysis_resolution(cutouts: dict[str, np.ndarray]) -
         < iou(coarse.mask >= 128, truth)
         < iou(plain_backdrop_segmentation(rgb, name="h.png").mask >= 128, truth) + 0.02
     )
+
+
+def test_same_photo_same_mask(cutouts: dict[str, np.ndarray]) -> None:
+    data, _ = composite(cutouts["robot"], BACKDROPS[0], jpeg_quality=75)
+    rgb = decode_image(data, name="r.jpg").rgb
+    first = plain_backdrop_segmentation(rgb, name="r.jpg").mask
+    other, _ = composite(cutouts["chair"], BACKDROPS[2])
+    plain_backdrop_segmentation(decode_image(other, name="c.png").rgb, name="c.png")  # moves OpenCV's RNG on
+    np.testing.assert_array_equal(plain_backdrop_segmentation(rgb, name="r.jpg").mask, first)
