@@ -118,13 +118,10 @@ class BackdropModel:
         ``x, y`` the pixel centre in ``[-0.5, 0.5]`` of the image width and height.
     sigma : float
         Robust noise level of the border around the field (RGB units).
-    inlier_fraction : float
-        Fraction of border pixels explained by the field.
     """
 
     coef: np.ndarray
     sigma: float
-    inlier_fraction: float
 
     def field(self, h: int, w: int, box: tuple[int, int, int, int] | None = None) -> np.ndarray:
         """Evaluate the field on an ``h x w`` image, or on ``box = (x0, y0, x1, y1)`` of it.
@@ -190,7 +187,7 @@ def fit_backdrop(img: np.ndarray, border_fraction: float = 0.03) -> BackdropMode
     sigma = float(1.4826 * np.median(res) + 0.5)
     keep = res < max(3.0 * sigma, 4.0)
     coef = np.linalg.lstsq(X[keep], Y[keep], rcond=None)[0]
-    return BackdropModel(coef=coef, sigma=sigma, inlier_fraction=float(keep.mean()))
+    return BackdropModel(coef=coef, sigma=sigma)
 
 
 def _disc(r: int) -> np.ndarray:
@@ -461,6 +458,5 @@ def plain_backdrop_segmentation(
         method="plain-backdrop",
         confidence=agreement,
         backdrop_contrast=float(np.median(d[cut])),
-        backdrop_rgb=tuple(float(v) for v in bg.reshape(-1, 3).mean(axis=0)),
         on_gray=_is_on_gray(bg, sigma, p.gray_tolerance),
     )

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-__all__ = ["Framing", "foreground_bbox", "frame_object"]
+__all__ = ["Framing", "foreground_bbox", "frame_object", "plan_framing"]
 
 _STRIP_ROWS = 256
 

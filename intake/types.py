@@ -29,8 +29,6 @@ class Segmentation:
     backdrop_contrast : float | None
         Median RGB distance (0-441) between the object's pixels and the backdrop model;
         ``None`` when the method has no backdrop model.
-    backdrop_rgb : tuple[float, float, float] | None
-        Mean backdrop colour estimated from the image border, when the method estimates one.
     on_gray : bool
         True when the photo already sits on the model's 0.5 gray (an already preprocessed input).
     """
@@ -39,5 +37,4 @@ class Segmentation:
     method: str
     confidence: float
     backdrop_contrast: float | None = None
-    backdrop_rgb: tuple[float, float, float] | None = None
     on_gray: bool = False
