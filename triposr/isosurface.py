@@ -36,7 +36,7 @@ class IsosurfaceConfig:
 
     resolution: int = 256
     threshold: float = 25.0
-    chunk_size: int = 1 << 18
+    chunk_size: int = 1 << 18  # grid points handed to the field at a time (it may tile them further)
     coarse_stride: int = 8  # power of two; the first lattice of the sparse method
     band: float = 4.0  # a block of stride s is refined when its corners reach threshold / band**(s/2) .. threshold * band**(s/2)
     dilation: int = 1  # blocks of safety margin around every refined block, at every level

@@ -22,7 +22,7 @@ from torch import nn
 from triposr.config import STAGES, TSRConfig, build_stage_config, parse_config
 from triposr.isosurface import IsosurfaceConfig, dense_density_grid, marching_cubes, sparse_density_grid
 from triposr.registry import resolve
-from triposr.renderer import DEFAULT_CHUNK_SIZE
+from triposr.renderer import CPU_CHUNK_SIZE, DEFAULT_CHUNK_SIZE
 
 
 def images_to_tensor(images: Any) -> torch.Tensor:
@@ -59,8 +59,9 @@ class TSR(nn.Module):
         where the weights came from (hub id or folder).
     compute_dtype : torch.dtype
         fp32, or bf16 / fp16 run under autocast (weights stay fp32).
-    chunk_size : int
-        points per decoder call in field queries; bounds memory.
+    chunk_size : int | None
+        points per decoder call in field queries; bounds memory. None picks a size per device:
+        small tiles on CPU (they stay in cache, several times faster), large ones on GPU.
     """
 
     def __init__(self, cfg: TSRConfig) -> None:
@@ -77,7 +78,7 @@ class TSR(nn.Module):
         self.weights_sha256: str | None = None
         self.model_id: str | None = None
         self.compute_dtype: torch.dtype = torch.float32
-        self.chunk_size: int = DEFAULT_CHUNK_SIZE
+        self.chunk_size: int | None = None
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any] | TSRConfig) -> TSR:
@@ -92,6 +93,13 @@ class TSR(nn.Module):
     @property
     def radius(self) -> float:
         return float(self.renderer.cfg.radius)
+
+    @property
+    def query_chunk_size(self) -> int:
+        """Points per decoder call: `chunk_size`, or the device's default."""
+        if self.chunk_size is not None:
+            return self.chunk_size
+        return CPU_CHUNK_SIZE if self.device.type == "cpu" else DEFAULT_CHUNK_SIZE
 
     def autocast(self) -> contextlib.AbstractContextManager[Any]:
         """Autocast to `compute_dtype` on the model's device (a no-op for fp32)."""
@@ -137,7 +145,7 @@ class TSR(nn.Module):
                 self.decoder,
                 scene_codes.to(self.device),
                 points.to(self.device, torch.float32),
-                chunk_size=self.chunk_size if chunk_size is None else chunk_size,
+                chunk_size=self.query_chunk_size if chunk_size is None else chunk_size,
                 keys=("density", "color"),
             )
         return {k: v.float() for k, v in out.items()}
@@ -146,7 +154,11 @@ class TSR(nn.Module):
         """Rays (B, H, W, 3) origin and direction -> RGB (B, H, W, 3) over white."""
         with self.autocast():
             rgb = self.renderer.render(
-                self.decoder, scene_codes.to(self.device), rays_o.to(self.device), rays_d.to(self.device), self.chunk_size
+                self.decoder,
+                scene_codes.to(self.device),
+                rays_o.to(self.device),
+                rays_d.to(self.device),
+                self.query_chunk_size,
             )
         return rgb.float()
 
@@ -155,7 +167,7 @@ class TSR(nn.Module):
         code = scene_code[None].to(self.device)
 
         def fn(points: torch.Tensor) -> torch.Tensor:
-            return self.query(code, points[None], chunk_size=0)["density"][0, :, 0]
+            return self.query(code, points[None])["density"][0, :, 0]
 
         return fn
 
@@ -174,7 +186,7 @@ class TSR(nn.Module):
         """
         if method not in ("sparse", "dense"):
             raise ValueError(f"method must be 'sparse' or 'dense', got {method!r}")
-        cfg = IsosurfaceConfig(resolution=resolution, threshold=threshold, chunk_size=self.chunk_size)
+        cfg = IsosurfaceConfig(resolution=resolution, threshold=threshold)
         grid_fn = sparse_density_grid if method == "sparse" else dense_density_grid
         meshes = []
         with torch.no_grad():
