@@ -100,7 +100,13 @@ def unwrap(
             f"mesh has {len(mesh.faces)} faces, more than the {max_faces} the UV unwrap accepts: decimate first",
             details={"faces": len(mesh.faces), "max_faces": max_faces},
         )
-    vertices = np.asarray(mesh.vertices, dtype=np.float32)
+    # xatlas drops faces under an absolute area epsilon (~1e-7) as degenerate, which small faces of a
+    # metre-sized model are; charts are scale-free, so unwrap a copy whose bounding box spans 1000
+    v64 = np.asarray(mesh.vertices, dtype=np.float64)
+    lo, hi = v64.min(axis=0), v64.max(axis=0)
+    vertices = ((v64 - (lo + hi) / 2.0) * (1000.0 / max(float(np.linalg.norm(hi - lo)), 1e-12))).astype(
+        np.float32
+    )
     faces = np.asarray(mesh.faces, dtype=np.int64)
     all_ids = np.arange(len(faces))
     tiles = _tiles(vertices[faces].mean(axis=1), all_ids, tile_faces) if tile_faces > 0 else [all_ids]
@@ -284,12 +290,28 @@ def bake_texture(
     vertices = np.asarray(mesh.vertices, dtype=np.float64)
     tri_px = (atlas.uv * size)[atlas.faces]  # (f, 3, 2) texel units, y up from the bottom
     face_img, bary_img = rasterize(tri_px, size, size)
-    covered = face_img >= 0
-    if not covered.any():
+    if not (face_img >= 0).any():
         raise MeshingError("bad_input", "UV atlas covers no texel centre at this texture size")
-    coverage = float(covered.mean())
+    coverage = float((face_img >= 0).mean())
     face = face_img.ravel()
     bary = bary_img.reshape(-1, 3)
+    # faces too small to cover any texel centre (tiny charts) claim the free texel under their
+    # centroid, so their chart has a colour of its own instead of a neighbouring chart's
+    seen = np.zeros(len(atlas.faces), dtype=bool)
+    seen[face[face >= 0]] = True
+    tiny = np.flatnonzero(~seen)
+    if len(tiny):
+        cxy = tri_px[tiny].mean(axis=1)
+        lin = np.clip(cxy[:, 1].astype(np.int64), 0, size - 1) * size + np.clip(
+            cxy[:, 0].astype(np.int64), 0, size - 1
+        )
+        free = face[lin] < 0
+        tiny, lin = tiny[free], lin[free]
+        centres = np.stack([lin % size + 0.5, lin // size + 0.5], axis=1)
+        lam = np.clip(_barycentric_2d(tri_px[tiny], centres), 0.0, None)
+        face[lin] = tiny
+        bary[lin] = lam / np.maximum(lam.sum(axis=1, keepdims=True), 1e-12)
+    covered = (face >= 0).reshape(size, size)
     # nearest covered texel of every texel (the gutter's source)
     dist, (iy, ix) = ndimage.distance_transform_edt(~covered, return_indices=True)
     nearest = (iy * size + ix).ravel()

@@ -164,3 +164,20 @@ def test_cli_writes_a_glb_and_prints_metrics(
     captured = capsys.readouterr()
     assert rc == 2 and "preset_unmet" in captured.err
     assert _cli("mesh2glb", str(tmp_path / "missing.obj"), "--out", str(out)) == 2
+
+
+def test_textured_preset_bakes_the_field(flor: trimesh.Trimesh, tmp_path: Path) -> None:
+    def field(points: np.ndarray) -> np.ndarray:  # red grows with official height (z)
+        return np.stack(
+            [np.clip(points[:, 2] + 0.5, 0, 1), np.full(len(points), 0.5), np.full(len(points), 0.25)], 1
+        )
+
+    result = build_asset(
+        flor, "shopify", out_dir=tmp_path, faces=4_000, texture_size=256, field_color=field, previews=False
+    )
+    mesh = _reload_official(result)
+    from meshing.metrics import sample_surface, surface_colors
+
+    pts, face = sample_surface(mesh, 5_000, seed=2)
+    err = np.abs(surface_colors(mesh, pts, face) - field(pts)) * 255
+    assert err.mean() < 2.0, err.mean(axis=0)

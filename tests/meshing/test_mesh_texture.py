@@ -60,3 +60,14 @@ def test_gutter_dilation_removes_seams(baked_sphere) -> None:  # noqa: ANN001
     holes[~covered] = 0
     bad = seam_color_difference(textured_mesh(sphere, atlas, holes))
     assert bad["mean_abs"] > 5 * max(seams["mean_abs"], 1.0), (bad, seams)
+
+
+def test_unwrap_keeps_small_faces() -> None:
+    # a 2 cm sphere has faces of ~1e-7 m^2, under xatlas's absolute degenerate-area epsilon
+    small = trimesh.creation.icosphere(subdivisions=4, radius=0.01)
+    atlas = unwrap(small, resolution=256)
+    uv = atlas.uv[atlas.faces]
+    e1, e2 = uv[:, 1] - uv[:, 0], uv[:, 2] - uv[:, 0]
+    area = np.abs(e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]) / 2
+    assert (area > 0).all()  # no face collapsed to a point of the atlas
+    assert np.ptp(atlas.uv, axis=0).min() > 0.5  # and the charts fill the atlas
