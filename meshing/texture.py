@@ -253,7 +253,7 @@ def bake_texture(
     step: int = 2,
     seam_px: float = 2.5,
 ) -> BakeResult:
-    """Fill texels with the colour of the surface point they map to, then dilate the gutter.
+    """Fill texels with the colour of the surface point they map to, then fill the gutter.
 
     Every texel whose centre lies in a triangle's UV image maps through its barycentric weights
     to a point on the mesh; `color_fn` gives the colour there. Texels of the gutter within
@@ -264,7 +264,9 @@ def bake_texture(
 
     To save queries, only texels on a grid of `step` are sampled; the others take the
     bilinear blend of their four grid neighbours when all four lie in the same chart, and
-    are sampled themselves otherwise (chart borders, thin charts). `step=1` samples all.
+    are sampled themselves otherwise (chart borders, thin charts), or when the blend of the
+    corners' surface points strays from the texel's own point (folds). `step=1` samples all.
+    Faces too small to hold a texel centre claim the free texel under their centroid.
 
     Parameters
     ----------
@@ -378,28 +380,6 @@ def bake_texture(
     color[gutter] = color[nearest[gutter]]
     image8 = np.clip(np.rint(color * 255.0), 0, 255).astype(np.uint8).reshape(size, size, 3)
     return BakeResult(image=np.ascontiguousarray(image8[::-1]), coverage=coverage, queried=queried)
-
-
-def dilate_gutter(image: np.ndarray, filled: np.ndarray) -> np.ndarray:
-    """Give every unfilled texel the value of its nearest filled texel.
-
-    Parameters
-    ----------
-    image
-        (h, w, c) values.
-    filled
-        (h, w) bool mask of valid texels.
-
-    Returns
-    -------
-    (h, w, c) array, same dtype.
-    """
-    if filled.all():
-        return image
-    if not filled.any():
-        raise MeshingError("bad_input", "no filled texel to dilate from")
-    _, (iy, ix) = ndimage.distance_transform_edt(~filled, return_indices=True)
-    return image[iy, ix]
 
 
 def textured_mesh(
