@@ -78,10 +78,19 @@ def run_info(args: argparse.Namespace) -> int:
 
 
 def run_fetch(args: argparse.Namespace) -> int:
+    import os
+
     from huggingface_hub import hf_hub_download
 
     from triposr.loading import CONFIG_NAME
 
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        print(
+            f"asset3d model fetch: HF_HUB_OFFLINE is set, so {args.hub_id} cannot be downloaded; "
+            "unset it on a machine that can reach the Hugging Face hub and run this command again.",
+            file=sys.stderr,
+        )
+        return 2
     try:
         path = hf_hub_download(args.hub_id, CONFIG_NAME)
         weights = hf_hub_download(args.hub_id, "model.ckpt")

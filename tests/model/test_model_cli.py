@@ -40,4 +40,5 @@ def test_model_fetch_fails_clearly_offline(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     assert main(["model", "fetch", "stabilityai/TripoSR"]) == 2
-    assert "could not download stabilityai/TripoSR" in capsys.readouterr().err
+    assert "stabilityai/TripoSR cannot be downloaded" in capsys.readouterr().err
+
