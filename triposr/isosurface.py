@@ -50,6 +50,8 @@ class GridResult:
     queries: int
     method: str
     levels: list[dict[str, int]] = field(default_factory=list)
+    # grid index box [lo, hi) outside which no cell can hold the surface (None: the whole grid)
+    box: tuple[tuple[int, int, int], tuple[int, int, int]] | None = None
 
 
 def grid_axis(resolution: int, radius: float, device: torch.device | str | None = None) -> torch.Tensor:
@@ -172,21 +174,42 @@ def sparse_density_grid(fn: DensityFn, cfg: IsosurfaceConfig, radius: float, dev
         inside_pts = _cells_to_corners(inside) & ~known
         fill_in = max(t * cfg.band, float(vals.max())) * 2.0
         vals[inside_pts] = fill_in
-    return GridResult(vals, queries=queries, method="sparse", levels=levels)
+    # every surface cell found lies among the cells refined last: marching cubes can skip the rest
+    box = ((0, 0, 0), (0, 0, 0))
+    if cells_in_set.any():
+        lo_hi = []
+        for ax in range(3):
+            hit = np.flatnonzero(cells_in_set.any(axis=tuple(a for a in range(3) if a != ax)))
+            lo_hi.append((int(hit[0]), int(hit[-1]) + 2))  # cell i spans grid points i and i + 1
+        box = (tuple(a for a, _ in lo_hi), tuple(b for _, b in lo_hi))  # type: ignore[assignment]
+    return GridResult(vals, queries=queries, method="sparse", levels=levels, box=box)
 
 
-def marching_cubes(grid: np.ndarray, threshold: float, radius: float) -> tuple[np.ndarray, np.ndarray]:
+def marching_cubes(
+    grid: np.ndarray,
+    threshold: float,
+    radius: float,
+    box: tuple[tuple[int, int, int], tuple[int, int, int]] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Level set density = threshold of an extraction grid.
 
     Parameters
     ----------
     grid : (R, R, R) float, index order [x, y, z]
+    box : optional grid index box [lo, hi) that holds every surface cell; only it is scanned
 
     Returns
     -------
     vertices (V, 3) float32 in world coordinates, faces (F, 3) int64 wound outward
     """
     r = grid.shape[0]
+    lo = np.zeros(3)
+    if box is not None:
+        (x0, y0, z0), (x1, y1, z1) = box
+        grid = grid[x0:x1, y0:y1, z0:z1]
+        lo = np.array([x0, y0, z0], dtype=np.float64)
+    if min(grid.shape) < 2:
+        return np.zeros((0, 3), dtype=np.float32), np.zeros((0, 3), dtype=np.int64)
     v, f = mcubes.marching_cubes(np.ascontiguousarray(grid - threshold, dtype=np.float32), 0.0)
-    verts = (v / (r - 1.0) * (2.0 * radius) - radius).astype(np.float32)
+    verts = ((v + lo) / (r - 1.0) * (2.0 * radius) - radius).astype(np.float32)
     return verts, f.astype(np.int64)

@@ -192,7 +192,7 @@ class TSR(nn.Module):
         with torch.no_grad():
             for code in scene_codes:
                 grid = grid_fn(self.density_fn(code), cfg, self.radius, self.device)
-                verts, faces = marching_cubes(grid.density, threshold, self.radius)
+                verts, faces = marching_cubes(grid.density, threshold, self.radius, grid.box)
                 colors = None
                 if vertex_colors and len(verts):
                     pts = torch.from_numpy(verts)[None]

@@ -61,7 +61,7 @@ def test_sparse_matches_dense_on_analytic_fields(name: str) -> None:
     dense = dense_density_grid(fn, cfg, RADIUS)
     sparse = sparse_density_grid(fn, cfg, RADIUS)
     vd, fd = marching_cubes(dense.density, THRESHOLD, RADIUS)
-    vs, fs = marching_cubes(sparse.density, THRESHOLD, RADIUS)
+    vs, fs = marching_cubes(sparse.density, THRESHOLD, RADIUS, sparse.box)
     voxel = 2 * RADIUS / (resolution - 1)
     assert len(fd) > 1000
     assert _chamfer(vs, vd) <= 0.5 * voxel
@@ -77,7 +77,8 @@ def test_sparse_equals_dense_exactly_where_queried() -> None:
     dense = dense_density_grid(fn, cfg, RADIUS)
     sparse = sparse_density_grid(fn, cfg, RADIUS)
     vd, fd = marching_cubes(dense.density, THRESHOLD, RADIUS)
-    vs, fs = marching_cubes(sparse.density, THRESHOLD, RADIUS)
+    vs, fs = marching_cubes(sparse.density, THRESHOLD, RADIUS, sparse.box)
+    assert sparse.box is not None and sparse.box != ((0, 0, 0), (96, 96, 96))  # the scan was cropped
     assert len(vs) == len(vd) and len(fs) == len(fd)
     np.testing.assert_allclose(np.sort(vs, axis=0), np.sort(vd, axis=0), atol=1e-6)
 
