@@ -94,32 +94,33 @@ def legacy_interpolate_pos_encoding(
     return torch.cat([cls_pos, patch_pos], dim=1)
 
 
-# transformers >= 5 layer names -> the 4.35 names of the official checkpoint.
-_NATIVE_TO_OFFICIAL_5X: tuple[tuple[str, str], ...] = (
-    (r"^layers\.(\d+)\.attention\.q_proj\.", r"encoder.layer.\1.attention.attention.query."),
-    (r"^layers\.(\d+)\.attention\.k_proj\.", r"encoder.layer.\1.attention.attention.key."),
-    (r"^layers\.(\d+)\.attention\.v_proj\.", r"encoder.layer.\1.attention.attention.value."),
-    (r"^layers\.(\d+)\.attention\.o_proj\.", r"encoder.layer.\1.attention.output.dense."),
-    (r"^layers\.(\d+)\.mlp\.fc1\.", r"encoder.layer.\1.intermediate.dense."),
-    (r"^layers\.(\d+)\.mlp\.fc2\.", r"encoder.layer.\1.output.dense."),
-    (r"^layers\.(\d+)\.(layernorm_before|layernorm_after)\.", r"encoder.layer.\1.\2."),
+# Per-layer names: (transformers >= 5, transformers 4.35 = the official checkpoint), under
+# `layers.{i}.` and `encoder.layer.{i}.` respectively. Embeddings, final layernorm and pooler agree.
+_LAYER_NAMES_5X: tuple[tuple[str, str], ...] = (
+    ("attention.q_proj", "attention.attention.query"),
+    ("attention.k_proj", "attention.attention.key"),
+    ("attention.v_proj", "attention.attention.value"),
+    ("attention.o_proj", "attention.output.dense"),
+    ("mlp.fc1", "intermediate.dense"),
+    ("mlp.fc2", "output.dense"),
+    ("layernorm_before", "layernorm_before"),
+    ("layernorm_after", "layernorm_after"),
 )
-_OFFICIAL_TO_NATIVE_5X: tuple[tuple[str, str], ...] = (
-    (r"^encoder\.layer\.(\d+)\.attention\.attention\.query\.", r"layers.\1.attention.q_proj."),
-    (r"^encoder\.layer\.(\d+)\.attention\.attention\.key\.", r"layers.\1.attention.k_proj."),
-    (r"^encoder\.layer\.(\d+)\.attention\.attention\.value\.", r"layers.\1.attention.v_proj."),
-    (r"^encoder\.layer\.(\d+)\.attention\.output\.dense\.", r"layers.\1.attention.o_proj."),
-    (r"^encoder\.layer\.(\d+)\.intermediate\.dense\.", r"layers.\1.mlp.fc1."),
-    (r"^encoder\.layer\.(\d+)\.output\.dense\.", r"layers.\1.mlp.fc2."),
-    (r"^encoder\.layer\.(\d+)\.(layernorm_before|layernorm_after)\.", r"layers.\1.\2."),
-)
+_NATIVE_LAYER = re.compile(r"^layers\.(\d+)\.(.+)$")
+_OFFICIAL_LAYER = re.compile(r"^encoder\.layer\.(\d+)\.(.+)$")
 
 
-def _rename(key: str, rules: tuple[tuple[str, str], ...]) -> str:
-    for pattern, repl in rules:
-        new, n = re.subn(pattern, repl, key)
-        if n:
-            return new
+def _rename(key: str, to_official: bool) -> str:
+    """One ViT key between the installed transformers' name and the checkpoint's name."""
+    match = (_NATIVE_LAYER if to_official else _OFFICIAL_LAYER).match(key)
+    if match is None:
+        return key
+    index, rest = match.groups()
+    for native, official in _LAYER_NAMES_5X:
+        src, dst = (native, official) if to_official else (official, native)
+        if rest.startswith(src + "."):
+            head = "encoder.layer" if to_official else "layers"
+            return f"{head}.{index}.{dst}{rest[len(src):]}"
     return key
 
 
@@ -169,7 +170,7 @@ class DINOImageTokenizer(nn.Module):
         return rearrange(out.last_hidden_state, "b t c -> b c t")  # (B, C, Nt)
 
 
-def _to_official_names(module: DINOImageTokenizer, state_dict: dict[str, Any], prefix: str, local_metadata: Any) -> None:
+def _rename_in_place(module: DINOImageTokenizer, state_dict: dict[str, Any], prefix: str, to_official: bool) -> None:
     if not module._map_names:
         return
     base = prefix + "model."
@@ -177,8 +178,12 @@ def _to_official_names(module: DINOImageTokenizer, state_dict: dict[str, Any], p
     state_dict.clear()  # rebuilt in place so that the key order is kept
     for key, value in items:
         if key.startswith(base):
-            key = base + _rename(key[len(base) :], _NATIVE_TO_OFFICIAL_5X)
+            key = base + _rename(key[len(base) :], to_official)
         state_dict[key] = value
+
+
+def _to_official_names(module: DINOImageTokenizer, state_dict: dict[str, Any], prefix: str, local_metadata: Any) -> None:
+    _rename_in_place(module, state_dict, prefix, to_official=True)
 
 
 def _to_native_names(
@@ -191,10 +196,4 @@ def _to_native_names(
     unexpected_keys: list[str],
     error_msgs: list[str],
 ) -> None:
-    if not module._map_names:
-        return
-    base = prefix + "model."
-    for key in [k for k in state_dict if k.startswith(base)]:
-        new = base + _rename(key[len(base) :], _OFFICIAL_TO_NATIVE_5X)
-        if new != key:
-            state_dict[new] = state_dict.pop(key)
+    _rename_in_place(module, state_dict, prefix, to_official=False)
