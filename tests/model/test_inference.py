@@ -58,3 +58,16 @@ def test_device_and_dtype_choice() -> None:
     assert pick_dtype("fp32", torch.device("cpu")) == torch.float32
     with pytest.raises(ValueError, match="unknown dtype"):
         pick_dtype("int8", torch.device("cpu"))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_matches_cpu(tiny_model: TSR, tiny_fixture: dict) -> None:
+    import copy
+
+    gpu = copy.deepcopy(tiny_model).to("cuda")
+    with torch.no_grad():
+        codes = gpu.encode(tiny_fixture["rgb_cond"]).cpu()
+        (mesh,) = gpu.extract_mesh(codes.cuda(), resolution=32)
+    torch.testing.assert_close(codes, tiny_fixture["scene_codes"], atol=1e-4, rtol=1e-3)
+    assert abs(len(mesh.faces) - tiny_fixture["mesh32"]["n_faces"]) <= 0.01 * tiny_fixture["mesh32"]["n_faces"]
