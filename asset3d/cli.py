@@ -17,7 +17,12 @@ from asset3d import __version__
 # Order is the order `asset3d --help` lists them in.
 COMMAND_MODULES: tuple[str, ...] = (
     "asset3d.commands.demo",
+    "asset3d.commands.convert",
+    "asset3d.commands.run_batch",
     "asset3d.commands.model",
+    "asset3d.commands.dataset",
+    "asset3d.commands.train",
+    "asset3d.commands.eval",
     "asset3d.commands.preprocess",
     "asset3d.commands.mesh2glb",
     "asset3d.commands.catalogue",

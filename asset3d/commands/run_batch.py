@@ -1,0 +1,95 @@
+"""`asset3d run-batch`: the `convert_batch` flow, locally (ephemeral Prefect) or on a server deployment."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from asset3d.commands.convert import add_settings_options, print_report, settings_from
+
+FAILED = ("failed", "rejected")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "run-batch",
+        help="convert a batch of photos with the convert_batch flow (locally, or on a Prefect deployment)",
+        description=(
+            "Run the convert_batch flow on SOURCE (s3://bucket/prefix, file:///abs or a folder) and publish to "
+            "DEST. Without --deployment it runs here (a temporary Prefect server unless PREFECT_API_URL is set); "
+            "with it, a run of the deployment is created on the server and awaited. Prints the summary. "
+            "Exit 0 when all photos converted or were skipped, 2 when some failed, 1 on a fatal error."
+        ),
+    )
+    p.add_argument("source", metavar="SOURCE", help="prefix or folder of photos (SKU = each photo's parent folder)")
+    p.add_argument("--dest", default=None, help="where assets are published (default: the dest setting)")
+    p.add_argument("--sku-pattern", default=None, help="regex with a group 'sku', searched in each photo URI")
+    p.add_argument("--sidecar", default=None, help="CSV (key,sku) or JSON {key: sku} naming the SKUs")
+    p.add_argument("--fan-out", type=int, default=None, help="photos per sub-batch run on the deployment (0: none)")
+    p.add_argument(
+        "--deployment", nargs="?", const="convert-batch/convert-batch", default=None, metavar="NAME",
+        help="submit to this server deployment (default name convert-batch/convert-batch) instead of running here",
+    )  # fmt: skip
+    p.add_argument("--no-wait", action="store_true", help="with --deployment: print the flow run id and return")
+    add_settings_options(p)
+    p.set_defaults(func=run)
+
+
+def _explicit(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings given on this command line (a deployment's worker supplies the rest)."""
+    names = ("dest", "preset", "model", "catalogue_url", "batch_size", "device", "sku_pattern", "sidecar", "fan_out")
+    return {n: getattr(args, n) for n in names if getattr(args, n) is not None}
+
+
+def run(args: argparse.Namespace) -> int:
+    from asset3d.pipeline.errors import describe
+    from asset3d.pipeline.summary import BatchSummary
+    from asset3d.settings import SettingsError
+
+    try:
+        settings = settings_from(args, dest=args.dest, sku_pattern=args.sku_pattern, sidecar=args.sidecar, fan_out=args.fan_out)
+    except SettingsError as err:
+        print(f"asset3d run-batch: {err}", file=sys.stderr)
+        return 1
+    if args.deployment:
+        return _submit(args)
+    from flows.convert import convert_batch
+
+    try:
+        report = convert_batch(args.source, options=settings.model_dump(mode="json"))
+    except Exception as err:  # the flow failed as a whole: source, catalogue or model unusable
+        print(f"asset3d run-batch: fatal: {describe(err)[1]}", file=sys.stderr)
+        return 1
+    summary = BatchSummary.from_dict(report)
+    print_report(summary, as_json=args.json)
+    return summary.exit_code()
+
+
+def _submit(args: argparse.Namespace) -> int:
+    from flows.submit import submit_batch
+
+    explicit = _explicit(args)
+    parameters: dict[str, Any] = {"source": args.source, "options": {k: v for k, v in explicit.items() if k != "dest"}}
+    if "dest" in explicit:
+        parameters["dest"] = explicit["dest"]
+    try:
+        out = submit_batch(args.deployment, parameters, wait=not args.no_wait)
+    except Exception as err:  # no server, no such deployment
+        print(f"asset3d run-batch: cannot run deployment {args.deployment}: {err}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(out, indent=2))
+    else:
+        print(f"flow run {out['flow_run_id']}: {out['state']}")
+        if out["summary"]:
+            print(out["summary"])
+    if args.no_wait:
+        return 0
+    if out["state"] != "Completed":
+        return 1
+    failed = [row for row in out["photos"] if row.get("status") in FAILED]
+    for row in failed:
+        print(f"{row['status']:<12} {row.get('sku')}/{row.get('photo')}: {row.get('glb_key_or_reason')}", file=sys.stderr)
+    return 2 if failed else 0

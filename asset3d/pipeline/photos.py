@@ -1,0 +1,317 @@
+"""Photos in: find them in a bucket, name their SKU, download them, and turn them into the model input.
+
+* `discover` lists a prefix (or heads an explicit list of URIs) and gives each photo its SKU;
+* `fetch_photo` downloads one photo under a size cap, hashes it and checks that it decodes;
+* `prepare_photo` runs the intake stage (background, framing, flags) on the bytes.
+
+SKU rules, in order: a sidecar file (CSV ``key,sku`` or JSON ``{key: sku}``; keys relative to the source
+prefix, or full URIs), else the ``sku_pattern`` regex searched in the photo's URI (group ``sku``, else group
+1), else the name of the photo's parent folder.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import numpy as np
+
+from asset3d.pipeline.errors import StageError
+from asset3d.settings import Settings
+from storage import ObjectNotFound, open_store, validate_key
+from storage.objects import ObjectStore
+
+#: File suffixes listed as photos (others beside them, such as a sidecar, are ignored).
+PHOTO_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff")
+_SKU = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+@dataclass(frozen=True)
+class PhotoRef:
+    """Where one photo is and which product it shows.
+
+    Attributes
+    ----------
+    uri
+        Full URI (``s3://bucket/prefix/key`` or ``file:///abs/path``): the photo's identity in the catalogue.
+    store
+        URI of the store it is read from; ``key`` is relative to it.
+    sku
+        The product's SKU.
+    etag, size
+        From the listing (``None`` when unknown); an unchanged ETag lets a re-run skip the download.
+    """
+
+    uri: str
+    store: str
+    key: str
+    sku: str
+    etag: str | None = None
+    size: int | None = None
+
+    @property
+    def name(self) -> str:
+        return self.key.rsplit("/", 1)[-1]
+
+    def bucket_and_key(self) -> tuple[str, str]:
+        """The catalogue's ``bucket`` and ``key`` columns: the S3 bucket and full key, or the folder and key."""
+        parts = urlsplit(self.uri)
+        if parts.scheme == "s3":
+            return parts.netloc, parts.path.lstrip("/")
+        return self.store, self.key
+
+
+@dataclass(frozen=True)
+class PhotoFacts:
+    """What the catalogue's photo row needs once the bytes were read (size in bytes, pixels if decoded)."""
+
+    sha256: str
+    size: int
+    width: int | None = None
+    height: int | None = None
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """One downloaded photo: its bytes, SHA-256 and decoded size."""
+
+    ref: PhotoRef
+    data: bytes = field(repr=False)
+    sha256: str
+    width: int
+    height: int
+    format: str
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
+
+    def facts(self) -> PhotoFacts:
+        return PhotoFacts(self.sha256, self.size, self.width, self.height)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """The model input of one photo.
+
+    Attributes
+    ----------
+    image
+        ``(512, 512, 3) uint8`` object framed on gray 0.5.
+    mask
+        ``(512, 512) bool`` the object in the frame of ``image``.
+    flags
+        Intake reasons the photo is not fully trusted (``clipped``, ``low_contrast``, ...).
+    intake
+        The intake summary (method, flags, source format), JSON-ready.
+    """
+
+    ref: PhotoRef
+    sha256: str
+    image: np.ndarray = field(repr=False)
+    mask: np.ndarray = field(repr=False)
+    flags: tuple[str, ...]
+    intake: dict[str, Any] = field(repr=False)
+
+
+# -- SKUs ----------------------------------------------------------------------------------------------------
+
+
+def check_sku(sku: str, uri: str) -> str:
+    """``sku`` if it can name a folder of the destination (1-128 of ``A-Za-z0-9._-``), else `StageError`."""
+    if not isinstance(sku, str) or not _SKU.match(sku) or sku in (".", ".."):
+        raise StageError("discover", "bad_sku", f"{uri}: SKU {sku!r} refused (1-128 of A-Z a-z 0-9 . _ -)")
+    return sku
+
+
+def sku_for(uri: str, *, pattern: str | None = None, sidecar: Mapping[str, str] | None = None, key: str = "") -> str:
+    """The SKU of one photo by the rules of this module (sidecar by key or URI, pattern, parent folder)."""
+    if sidecar:
+        for probe in (key, uri):
+            if probe and probe in sidecar:
+                return check_sku(sidecar[probe], uri)
+    if pattern is not None:
+        m = re.search(pattern, uri)
+        if m is None:
+            raise StageError("discover", "bad_sku", f"{uri}: sku_pattern {pattern!r} does not match")
+        value = m.group("sku") if "sku" in m.re.groupindex else m.group(1)
+        return check_sku(value, uri)
+    path = urlsplit(uri).path if "://" in uri else uri
+    parts = [p for p in path.split("/") if p]
+    if len(parts) < 2:
+        raise StageError("discover", "bad_sku", f"{uri}: no parent folder to name the SKU; set sku_pattern or a sidecar")
+    return check_sku(parts[-2], uri)
+
+
+def parse_sidecar(data: bytes, name: str) -> dict[str, str]:
+    """A sidecar's mapping photo key (or URI) -> SKU.
+
+    CSV: a header with columns ``key`` (or ``uri`` / ``file``) and ``sku``. JSON: an object ``{key: sku}``
+    or a list of ``{"key": ..., "sku": ...}``.
+
+    Raises
+    ------
+    StageError
+        ``bad_sidecar``, naming the file and what is wrong.
+    """
+    text = data.decode("utf-8-sig", errors="replace")
+    if name.lower().endswith(".json"):
+        try:
+            doc = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise StageError("discover", "bad_sidecar", f"sidecar {name}: not JSON ({err})") from None
+        rows: Iterable[Any] = doc.items() if isinstance(doc, dict) else ((r.get("key"), r.get("sku")) for r in doc if isinstance(r, dict))
+        out = {str(k): str(v) for k, v in rows if k and v}
+    else:
+        reader = csv.DictReader(io.StringIO(text))
+        fields = [f.strip().lower() for f in reader.fieldnames or []]
+        key_col = next((c for c in ("key", "uri", "file", "filename") if c in fields), None)
+        if key_col is None or "sku" not in fields:
+            raise StageError("discover", "bad_sidecar", f"sidecar {name}: needs a header with 'key' and 'sku' columns")
+        out = {}
+        for row in reader:
+            row = {(k or "").strip().lower(): (v or "").strip() for k, v in row.items()}
+            if row.get(key_col) and row.get("sku"):
+                out[row[key_col]] = row["sku"]
+    if not out:
+        raise StageError("discover", "bad_sidecar", f"sidecar {name}: no key/sku pairs")
+    return out
+
+
+def read_sidecar(sidecar: str, source_store: ObjectStore | None) -> dict[str, str]:
+    """Read the sidecar: a key of the source store when it exists there, else a URI or a local path."""
+    if source_store is not None:
+        try:
+            return parse_sidecar(source_store.get(validate_key(sidecar), max_bytes=16 << 20), sidecar)
+        except ObjectNotFound:
+            pass
+        except StageError:
+            raise
+        except Exception:  # an absolute path or URI is not a valid key: try it as a location below
+            pass
+    parent, _, name = sidecar.rstrip("/").rpartition("/")
+    if not name:
+        raise StageError("discover", "bad_sidecar", f"sidecar {sidecar!r}: not a file")
+    try:
+        data = open_store(parent or ".").get(name, max_bytes=16 << 20)
+    except ObjectNotFound:
+        raise StageError("discover", "bad_sidecar", f"sidecar {sidecar}: not found") from None
+    return parse_sidecar(data, name)
+
+
+# -- discovery -----------------------------------------------------------------------------------------------
+
+
+def is_photo_key(key: str) -> bool:
+    return key.lower().endswith(PHOTO_SUFFIXES) and not key.rsplit("/", 1)[-1].startswith(".")
+
+
+def split_uri(uri: str) -> tuple[ObjectStore, str]:
+    """The store holding ``uri`` (its parent folder or prefix) and the key of ``uri`` in it."""
+    parent, _, name = uri.rstrip("/").rpartition("/")
+    if not name or parent.endswith(":/"):
+        raise StageError("discover", "bad_uri", f"{uri!r}: not a photo URI (s3://bucket/key or a file path)")
+    return open_store(parent or "."), name
+
+
+def discover(source: str | Sequence[str | Mapping[str, str]], settings: Settings) -> list[PhotoRef]:
+    """Every photo of ``source`` with its SKU, in key order.
+
+    Parameters
+    ----------
+    source
+        A prefix URI or folder (listed), or a list of photo URIs (each `head`-ed); list items may also
+        be ``{"uri": ..., "sku": ...}`` with the SKU already decided (sub-batches of a fanned-out batch).
+
+    Raises
+    ------
+    StageError
+        ``bad_sku`` / ``bad_sidecar`` / ``bad_uri``, naming the photo; storage errors pass through.
+    """
+    if isinstance(source, str):
+        store = open_store(source)
+        sidecar = read_sidecar(settings.sidecar, store) if settings.sidecar else None
+        refs = []
+        for info in store.list(""):
+            if not is_photo_key(info.key):
+                continue
+            uri = store.uri_for(info.key)
+            sku = sku_for(uri, pattern=settings.sku_pattern, sidecar=sidecar, key=info.key)
+            refs.append(PhotoRef(uri, store.uri, info.key, sku, info.etag, info.size))
+        return refs
+    sidecar = read_sidecar(settings.sidecar, None) if settings.sidecar else None
+    refs = []
+    for item in source:
+        uri, sku = (item["uri"], item.get("sku")) if isinstance(item, Mapping) else (str(item), None)
+        store, key = split_uri(uri)
+        info = store.head(key)
+        uri = store.uri_for(key)
+        sku = check_sku(sku, uri) if sku else sku_for(uri, pattern=settings.sku_pattern, sidecar=sidecar, key=key)
+        refs.append(PhotoRef(uri, store.uri, key, sku, info.etag, info.size))
+    return refs
+
+
+# -- fetch and intake ----------------------------------------------------------------------------------------
+
+
+def fetch_photo(ref: PhotoRef, *, max_bytes: int) -> Fetched:
+    """Download one photo (refused above ``max_bytes``), hash it, and check that it decodes.
+
+    Raises
+    ------
+    storage.StorageError
+        ``too_large``, ``not_found``, access denied (permanent) or a transient failure.
+    StageError
+        A corrupt, truncated or unsupported file (``reason`` from intake's decoder, ``facts`` set).
+    """
+    from intake import IntakeError, decode_image
+
+    data = open_store(ref.store).get(ref.key, max_bytes=max_bytes)
+    sha = hashlib.sha256(data).hexdigest()
+    try:
+        decoded = decode_image(data, name=ref.uri)
+    except IntakeError as err:
+        raise StageError("fetch", err.reason.value, str(err), facts=PhotoFacts(sha, len(data))) from err
+    width, height = decoded.size
+    return Fetched(ref, data, sha, int(width), int(height), decoded.format)
+
+
+def prepare_photo(fetched: Fetched, settings: Settings) -> Prepared:
+    """The intake stage on one photo's bytes.
+
+    Raises
+    ------
+    intake.IntakeError
+        A refusal of intake (no foreground, unsupported mode, ...).
+    StageError
+        ``intake_rejected`` when intake flags the policy rejects outright (e.g. no or several objects).
+    """
+    import intake
+
+    result = intake.preprocess(
+        fetched.data,
+        name=fetched.ref.uri,
+        method=settings.intake_method,
+        foreground_ratio=settings.foreground_ratio,
+    )
+    flags = tuple(result.reasons)
+    reject = set(settings.review_thresholds().get("reject_intake_flags", ())) & set(flags)
+    if reject:
+        raise StageError(
+            "intake", "intake_rejected", f"{fetched.ref.uri}: intake flags {sorted(reject)} are rejected by the review policy"
+        )
+    return Prepared(
+        ref=fetched.ref,
+        sha256=fetched.sha256,
+        image=np.ascontiguousarray(result.image),
+        mask=np.asarray(result.framed_mask) > 0,
+        flags=flags,
+        intake=result.to_json(),
+    )

@@ -1,0 +1,180 @@
+"""What a batch did, photo by photo, and its report: counts by status, slowest stages, failures.
+
+Statuses of a photo in a batch:
+
+* ``published``: the gate approved it; files and manifest are in the destination, the catalogue says so;
+* ``needs_review``: built and staged (files, no manifest) for a person to look at;
+* ``rejected``: built, but the gate rejected it (a ``failed`` asset with the reasons);
+* ``failed``: a stage failed (``stage``, ``reason``, ``message``);
+* ``skipped``: already converted with this model and these parameters (nothing downloaded or written).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from asset3d.pipeline.assets import BuiltAsset, Published
+    from storage.catalogue import AssetRecord
+
+STATUSES = ("published", "needs_review", "rejected", "failed", "skipped")
+#: Statuses that count as a failure for exit codes (2 when any photo has one).
+FAILED_STATUSES = frozenset({"failed", "rejected"})
+
+
+@dataclass
+class PhotoOutcome:
+    """One photo's row in the batch report."""
+
+    uri: str
+    sku: str
+    status: str = "pending"
+    stage: str | None = None
+    reason: str | None = None
+    message: str | None = None
+    faces: int | None = None
+    glb_key: str | None = None
+    asset_id: int | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    timings_s: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.uri.rsplit("/", 1)[-1]
+
+    def converted(self, asset: AssetRecord, built: BuiltAsset, published: Published) -> None:
+        """Fill the row of a photo that went through every stage, from its catalogue asset."""
+        from asset3d.pipeline.assets import key_metrics
+
+        self.asset_id, self.glb_key, self.faces, self.metrics = asset.id, published.glb_uri, built.faces, key_metrics(built.metrics)
+        if asset.published_at is not None:
+            self.status = "published"
+        elif asset.status.value == "failed":
+            self.status, self.stage, self.reason, self.message = "rejected", "review", "quality_gate", "; ".join(built.reasons)
+        else:
+            self.status = asset.status.value
+
+    def line(self) -> str:
+        """One line for a terminal."""
+        if self.status in FAILED_STATUSES:
+            return f"{self.status:<12} {self.uri}: [{self.stage}/{self.reason}] {self.message}"
+        detail = f"{self.faces} faces, {self.glb_key}" if self.glb_key else ""
+        return f"{self.status:<12} {self.uri} {detail}".rstrip()
+
+
+@dataclass
+class BatchSummary:
+    """The whole batch: one outcome per photo, wall time, model, run ids."""
+
+    kind: str
+    outcomes: list[PhotoOutcome]
+    wall_s: float = 0.0
+    model_label: str = ""
+    model_id: str = ""
+    weights_sha256: str = ""
+    run_ids: list[int] = field(default_factory=list)
+    flow_run_id: str | None = None
+    #: Work done once for the whole batch (listing, model load, planning), in seconds per stage.
+    batch_timings_s: dict[str, float] = field(default_factory=dict)
+
+    def counts(self) -> dict[str, int]:
+        c = Counter(o.status for o in self.outcomes)
+        return {s: c.get(s, 0) for s in STATUSES}
+
+    @property
+    def failed(self) -> list[PhotoOutcome]:
+        return [o for o in self.outcomes if o.status in FAILED_STATUSES]
+
+    def exit_code(self) -> int:
+        """0 when no photo failed, 2 when some did (the CLI's convention)."""
+        return 2 if self.failed else 0
+
+    def stage_seconds(self) -> dict[str, dict[str, float]]:
+        """Per stage: total, mean and max seconds of work over the photos that ran it."""
+        per: dict[str, list[float]] = {}
+        for o in self.outcomes:
+            for stage, secs in o.timings_s.items():
+                per.setdefault(stage, []).append(secs)
+        return {
+            stage: {"total": round(sum(v), 3), "mean": round(sum(v) / len(v), 3), "max": round(max(v), 3), "count": len(v)}
+            for stage, v in sorted(per.items(), key=lambda kv: -sum(kv[1]))
+        }
+
+    def work_seconds(self) -> float:
+        """Sum of the stage work over every photo, plus the batch-level stages (counted once)."""
+        return round(sum(sum(o.timings_s.values()) for o in self.outcomes) + sum(self.batch_timings_s.values()), 3)
+
+    def table(self) -> list[dict[str, Any]]:
+        """Rows for the table artifact: SKU, photo, status, faces, key metrics, GLB key or failure reason."""
+        rows = []
+        for o in self.outcomes:
+            iou = o.metrics.get("silhouette_iou")
+            rows.append(
+                {
+                    "sku": o.sku,
+                    "photo": o.name,
+                    "status": o.status,
+                    "faces": o.faces if o.faces is not None else "",
+                    "glb_bytes": o.metrics.get("bytes") or "",
+                    "silhouette_iou": f"{iou:.3f}" if isinstance(iou, float) else "",
+                    "glb_key_or_reason": o.glb_key if o.glb_key else (f"{o.stage}/{o.reason}" if o.reason else ""),
+                }
+            )
+        return rows
+
+    def markdown(self) -> str:
+        """Counts by status, slowest stages and failures, for the markdown artifact and the terminal."""
+        counts = self.counts()
+        lines = [
+            f"# {self.kind}: {len(self.outcomes)} photos in {self.wall_s:.1f} s",
+            "",
+            f"Model: {self.model_label} (`{self.model_id}`, weights sha256 `{self.weights_sha256[:16]}`)",
+            "",
+            "| status | photos |",
+            "|---|---|",
+            *(f"| {s} | {n} |" for s, n in counts.items()),
+            "",
+        ]
+        stages = self.stage_seconds()
+        if stages:
+            lines += ["## Slowest stages", "", "| stage | total s | mean s | max s | photos |", "|---|---|---|---|---|"]
+            lines += [f"| {k} | {v['total']:.2f} | {v['mean']:.2f} | {v['max']:.2f} | {v['count']} |" for k, v in stages.items()]
+            slow = sorted((o for o in self.outcomes if o.timings_s), key=lambda o: -sum(o.timings_s.values()))[:5]
+            lines += ["", "Slowest photos: " + ", ".join(f"{o.name} ({sum(o.timings_s.values()):.1f} s)" for o in slow), ""]
+        if self.failed:
+            lines += ["## Failures", "", "| photo | status | stage | reason | message |", "|---|---|---|---|---|"]
+            lines += [
+                f"| {o.uri} | {o.status} | {o.stage} | {o.reason} | {(o.message or '').replace('|', '/')[:300]} |" for o in self.failed
+            ]
+        return "\n".join(lines) + "\n"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "counts": self.counts(),
+            "wall_s": round(self.wall_s, 3),
+            "work_s": self.work_seconds(),
+            "stages": self.stage_seconds(),
+            "batch_stages_s": self.batch_timings_s,
+            "model": {"label": self.model_label, "id": self.model_id, "weights_sha256": self.weights_sha256},
+            "run_ids": self.run_ids,
+            "flow_run_id": self.flow_run_id,
+            "photos": [asdict(o) for o in self.outcomes],
+        }
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> BatchSummary:
+        model = doc.get("model", {})
+        return cls(
+            kind=doc["kind"],
+            outcomes=[PhotoOutcome(**o) for o in doc.get("photos", [])],
+            wall_s=float(doc.get("wall_s", 0.0)),
+            model_label=model.get("label", ""),
+            model_id=model.get("id", ""),
+            weights_sha256=model.get("weights_sha256", ""),
+            run_ids=list(doc.get("run_ids", [])),
+            flow_run_id=doc.get("flow_run_id"),
+            batch_timings_s=dict(doc.get("batch_stages_s", {})),
+        )

@@ -1,0 +1,106 @@
+"""Helpers of the pipeline suite: photos into a bucket, and a fault-injecting S3 proxy.
+
+`S3FaultProxy` is a loopback HTTP proxy in front of the moto S3 server that answers chosen requests
+with S3 errors. The pipeline's stores reach S3 through it (``AWS_ENDPOINT_URL`` pointing at the proxy); everything else
+is forwarded unchanged. A rule sees ``(method, path, nth)`` -- ``nth`` counts earlier requests with the
+same method and path -- and returns ``None`` to forward, or ``(status, code)`` to answer with that S3
+error instead (``(503, "ServiceUnavailable")``, ``(403, "AccessDenied")``).
+"""
+
+from __future__ import annotations
+
+import http.client
+import threading
+from collections import Counter
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import urlsplit
+
+Rule = Callable[[str, str, int], tuple[int, str] | None]
+_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "proxy-connection"}
+
+
+class S3FaultProxy:
+    """Start with `start`, point clients at `url`, read `seen` and `injected`, `stop` at the end."""
+
+    def __init__(self, upstream: str, rule: Rule) -> None:
+        up = urlsplit(upstream)
+        self.upstream = (up.hostname or "127.0.0.1", up.port or 80)
+        self.rule = rule
+        self.seen: Counter[tuple[str, str]] = Counter()
+        self.injected: list[tuple[str, str, int]] = []
+        self._lock = threading.Lock()
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:  # quiet
+                pass
+
+            def _handle(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                path = self.path.split("?", 1)[0]
+                with proxy._lock:
+                    nth = proxy.seen[(self.command, path)]
+                    proxy.seen[(self.command, path)] += 1
+                    fault = proxy.rule(self.command, path, nth)
+                    if fault is not None:
+                        proxy.injected.append((self.command, path, fault[0]))
+                if fault is not None:
+                    status, code = fault
+                    payload = f"<?xml version='1.0' encoding='UTF-8'?><Error><Code>{code}</Code><Message>injected by the test proxy</Message></Error>".encode()
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/xml")
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    if self.command != "HEAD":
+                        self.wfile.write(payload)
+                    return
+                conn = http.client.HTTPConnection(*proxy.upstream, timeout=60)
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP and k.lower() != "expect"}
+                if body or self.command in ("PUT", "POST"):
+                    headers["Content-Length"] = str(len(body))
+                conn.request(self.command, self.path, body=body or None, headers=headers)
+                resp = conn.getresponse()
+                data = resp.read()
+                self.send_response(resp.status)
+                for k, v in resp.getheaders():
+                    if k.lower() not in _HOP:
+                        self.send_header(k, v)
+                self.send_header("Content-Length", str(len(data) if self.command != "HEAD" else resp.getheader("Content-Length") or 0))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+                conn.close()
+
+            do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _handle
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> S3FaultProxy:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def upload_photos(s3: Any, bucket: str, photos: dict[str, bytes], prefix: str = "incoming") -> dict[str, str]:
+    """Put each photo at ``prefix/SKU-<stem>/<name>``; returns name -> key."""
+    keys = {}
+    for name, data in photos.items():
+        key = f"{prefix}/SKU-{name.rsplit('.', 1)[0]}/{name}"
+        s3.put_object(Bucket=bucket, Key=key, Body=data)
+        keys[name] = key
+    return keys

@@ -1,0 +1,215 @@
+"""Task logic through ``task.fn()``: retries for transient errors only, content cache keys, micro-batches
+with one model load per process, publishing with the manifest last and idempotent re-publishing."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pipeline_helpers import S3FaultProxy
+
+from asset3d.pipeline import models, photos
+from asset3d.pipeline.errors import StageError, is_transient
+from asset3d.pipeline.photos import PhotoRef
+from asset3d.settings import Settings, load_settings
+from intake import IntakeError
+from meshing import MeshingError
+from storage import ObjectTooLarge, PermanentStorageError, TransientStorageError
+from storage.catalogue import CatalogueUnavailable
+from storage.local import LocalStore
+from tasks import stages
+from tasks.policy import retry_transient
+
+
+@pytest.fixture
+def settings(fast_options: dict[str, Any]) -> Settings:
+    return load_settings(**fast_options)
+
+
+def _ref(folder: Path, name: str, data: bytes, sku: str = "SKU-1") -> PhotoRef:
+    store = LocalStore(folder)
+    info = store.put(name, data)
+    return PhotoRef(store.uri_for(name), store.uri, name, sku, info.etag, info.size)
+
+
+# -- retries ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("error", "transient"),
+    [
+        (TransientStorageError("get s3://b/k: SlowDown (HTTP 503)", reason="throttled"), True),
+        (ConnectionResetError(104, "Connection reset by peer"), True),
+        (CatalogueUnavailable("catalogue unavailable", reason="unreachable"), True),
+        (PermanentStorageError("get s3://b/k: AccessDenied (HTTP 403)", reason="accessdenied"), False),
+        (ObjectTooLarge("too big"), False),
+        (CatalogueUnavailable("no schema", reason="not_migrated"), False),
+        (StageError("fetch", "truncated", "corrupt photo"), False),
+        (MeshingError("validator_errors", "3 errors"), False),
+        (ValueError("bad"), False),
+    ],
+)
+def test_only_transient_errors_are_retried(error: Exception, transient: bool) -> None:
+    from prefect.states import Failed
+
+    assert is_transient(error) is transient
+    assert retry_transient(stages.fetch, None, Failed(data=error)) is transient  # type: ignore[arg-type]
+
+
+def test_every_stage_task_retries_with_backoff_and_the_condition() -> None:
+    for name in ("discover", "start_run", "plan", "fetch", "intake", "reconstruct", "build", "publish", "record", "record_failure"):
+        t = getattr(stages, name)
+        assert t.retries >= 1 and t.retry_condition_fn is retry_transient, name
+        assert t.retry_jitter_factor and callable(t.retry_delay_seconds) is False  # a list of growing delays
+        assert list(t.retry_delay_seconds) == sorted(t.retry_delay_seconds) and t.retry_delay_seconds[0] > 0
+    assert stages.reconstruct.tags == {"gpu"}
+
+
+# -- fetch, intake, cache keys --------------------------------------------------------------------------------
+
+
+def test_fetch_hashes_caps_and_checks_decoding(tmp_path: Path, photo_bytes: dict[str, bytes]) -> None:
+    data = photo_bytes["chair.png"]
+    good = _ref(tmp_path, "SKU-1/chair.png", data)
+    out = stages.fetch.fn(good, 10 << 20)
+    assert out.value.sha256 == hashlib.sha256(data).hexdigest() and (out.value.width, out.value.height) == (512, 512)
+    assert out.seconds > 0
+    with pytest.raises(ObjectTooLarge):
+        stages.fetch.fn(good, 1000)
+    bad = _ref(tmp_path, "SKU-2/broken.png", photo_bytes["broken.png"])
+    with pytest.raises(StageError) as exc:
+        stages.fetch.fn(bad, 10 << 20)
+    assert exc.value.stage == "fetch" and exc.value.reason in ("truncated", "corrupt")
+    assert exc.value.facts.sha256 == hashlib.sha256(photo_bytes["broken.png"]).hexdigest()  # the catalogue can name it
+
+
+def test_cache_keys_follow_content_not_the_run(tmp_path: Path, photo_bytes: dict[str, bytes], settings: Settings) -> None:
+    ref = _ref(tmp_path, "SKU-1/chair.png", photo_bytes["chair.png"])
+    assert stages._fetch_key(None, {"ref": ref, "max_bytes": 10}) == stages._fetch_key(None, {"ref": ref, "max_bytes": 10})
+    assert stages._fetch_key(None, {"ref": PhotoRef(ref.uri, ref.store, ref.key, ref.sku, None), "max_bytes": 10}) is None
+    changed = PhotoRef(ref.uri, ref.store, ref.key, ref.sku, "other-etag")
+    assert stages._fetch_key(None, {"ref": changed, "max_bytes": 10}) != stages._fetch_key(None, {"ref": ref, "max_bytes": 10})
+    fetched = stages.fetch.fn(ref, 10 << 20).value
+    key = stages._intake_key(None, {"fetched": fetched, "settings": settings})
+    assert key == stages._intake_key(None, {"fetched": fetched, "settings": settings.overlay(batch_size=99, retries=0)})
+    assert key != stages._intake_key(None, {"fetched": fetched, "settings": settings.overlay(foreground_ratio=0.7)})
+    prepared = stages.intake.fn(fetched, settings).value
+    rk = {"batch": [prepared], "settings": settings, "weights_sha256": "a" * 64}
+    assert stages._reconstruct_key(None, rk) != stages._reconstruct_key(None, {**rk, "weights_sha256": "b" * 64})
+    assert stages._reconstruct_key(None, rk) != stages._reconstruct_key(None, {**rk, "settings": settings.overlay(mc_resolution=64)})
+    bk = {"asset_id": "c" * 64, "settings": settings}
+    assert stages._build_key(None, bk) != stages._build_key(None, {**bk, "settings": settings.overlay(review={})})
+
+
+def test_intake_refuses_what_the_policy_rejects(tmp_path: Path, settings: Settings) -> None:
+    import numpy as np
+    from PIL import Image
+
+    blank = tmp_path / "blank.png"
+    Image.fromarray(np.full((256, 256, 3), 255, np.uint8)).save(blank)
+    fetched = stages.fetch.fn(_ref(tmp_path, "SKU-1/blank.png", blank.read_bytes()), 10 << 20).value
+    with pytest.raises((IntakeError, StageError)):
+        stages.intake.fn(fetched, settings)
+
+
+# -- reconstruction -------------------------------------------------------------------------------------------
+
+
+def _prepared(tmp_path: Path, photo_bytes: dict[str, bytes], settings: Settings, names: tuple[str, ...]) -> list[photos.Prepared]:
+    out = []
+    for name in names:
+        ref = _ref(tmp_path, f"SKU-{name.split('.')[0]}/{name}", photo_bytes[name], sku=f"SKU-{name.split('.')[0]}")
+        out.append(stages.intake.fn(stages.fetch.fn(ref, 10 << 20).value, settings).value)
+    return out
+
+
+def test_reconstruct_runs_a_micro_batch_on_one_model_per_process(
+    tmp_path: Path, photo_bytes: dict[str, bytes], settings: Settings, tiny_model: Path
+) -> None:
+    from triposr import sha256_file
+
+    batch = _prepared(tmp_path, photo_bytes, settings, ("chair.png", "robot.png", "hamburger.png"))
+    sha = sha256_file(tiny_model / "model.ckpt")
+    first = stages.reconstruct.fn(batch, settings, sha)
+    loaded = models.get_model(settings.model, settings.device, settings.dtype)
+    second = stages.reconstruct.fn(batch[:1], settings, sha)
+    assert models.get_model(settings.model, settings.device, settings.dtype) is loaded  # loaded once, shared
+    assert len(first.value) == 3 and all(len(r.mesh.faces) > 0 for r in first.value)
+    assert [r.sha256 for r in first.value] == [p.sha256 for p in batch]
+    assert first.value[0].scene_code.shape == (3, 8, 8, 8)
+    # the first photo gives the same mesh alone or in a batch of three
+    assert len(second.value[0].mesh.faces) == len(first.value[0].mesh.faces)
+    with pytest.raises(RuntimeError, match="run expects"):
+        stages.reconstruct.fn(batch[:1], settings, "0" * 64)
+
+
+def test_empty_surface_is_a_photo_error_not_a_batch_error(tmp_path: Path, photo_bytes: dict[str, bytes], settings: Settings, tiny_model: Path) -> None:
+    from triposr import sha256_file
+
+    batch = _prepared(tmp_path, photo_bytes, settings, ("chair.png",))
+    out = stages.reconstruct.fn(batch, settings.overlay(mc_threshold=1e12), sha256_file(tiny_model / "model.ckpt"))
+    (err,) = out.value
+    assert isinstance(err, StageError) and err.reason == "empty_surface" and "chair.png" in err.message
+
+
+# -- build and publish ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def built(tmp_path: Path, photo_bytes: dict[str, bytes], settings: Settings, tiny_model: Path) -> Any:
+    from storage.catalogue import conversion_key
+    from triposr import sha256_file
+
+    (prepared,) = _prepared(tmp_path, photo_bytes, settings, ("chair.png",))
+    sha = sha256_file(tiny_model / "model.ckpt")
+    (recon,) = stages.reconstruct.fn([prepared], settings, sha).value
+    return stages.build.fn(prepared, recon, settings, conversion_key(prepared.sha256, "d" * 64, sha)).value
+
+
+def test_build_makes_glb_previews_metrics_and_a_decision(built: Any) -> None:
+    names = [f.name for f in built.files]
+    assert names[0] == "model.glb" and names[-1] == "metrics.json"
+    assert {"previews/view_00.png", "previews/view_01.png", "previews/contact_sheet.png"} <= set(names)
+    assert built.glb.data[:4] == b"glTF"
+    report = json.loads(next(f for f in built.files if f.name == "metrics.json").data)
+    assert report["review"]["status"] == built.decision == "auto_approved"  # the permissive test policy
+    assert report["metrics"]["validation"]["errors"] == 0 and built.faces == report["metrics"]["asset"]["faces"] > 0
+
+
+def test_publish_writes_the_manifest_last_and_identical_content_once(built: Any, tmp_path: Path) -> None:
+    dest = tmp_path / "assets"
+    first = stages.publish.fn(built, str(dest), {"flow_run_id": "run-1"}, True).value
+    assert first.written == len(built.files) + 1 and first.unchanged == 0
+    folder = dest / built.sku / built.asset_id
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert [f["key"] for f in manifest["files"]] == [f.name for f in built.files]
+    for entry in manifest["files"]:
+        data = (folder / entry["key"]).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == entry["sha256"] and len(data) == entry["bytes"]
+    assert manifest["provenance"] == {"flow_run_id": "run-1"}
+    stamps = {p: p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()}
+    again = stages.publish.fn(built, str(dest), {"flow_run_id": "run-2"}, True).value
+    assert again.written == 0 and again.unchanged == len(built.files) + 1
+    assert {p: p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()} == stamps
+    assert json.loads((folder / "manifest.json").read_text())["provenance"] == {"flow_run_id": "run-1"}
+    staged = stages.publish.fn(built, str(tmp_path / "staged"), {}, False).value
+    assert staged.manifest_uri is None and not (tmp_path / "staged" / built.sku / built.asset_id / "manifest.json").exists()
+
+
+def test_no_manifest_when_a_file_cannot_be_written(built: Any, s3_endpoint: str, s3: Any, bucket: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    def deny_metrics(method: str, path: str, nth: int) -> tuple[int, str] | None:
+        return (403, "AccessDenied") if method == "PUT" and path.endswith("/metrics.json") else None
+
+    proxy = S3FaultProxy(s3_endpoint, deny_metrics).start()
+    try:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
+        with pytest.raises(PermanentStorageError):
+            stages.publish.fn(built, f"s3://{bucket}/assets", {}, True)
+    finally:
+        proxy.stop()
+    keys = {o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])}
+    assert f"assets/{built.prefix}/model.glb" in keys
+    assert not any(k.endswith("manifest.json") for k in keys)  # consumers never see the half-written asset
