@@ -19,6 +19,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "asset3d.commands.demo",
     "asset3d.commands.convert",
     "asset3d.commands.run_batch",
+    "asset3d.commands.nightly",
     "asset3d.commands.model",
     "asset3d.commands.dataset",
     "asset3d.commands.train",

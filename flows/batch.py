@@ -55,7 +55,10 @@ class _Tasks:
     """The stage tasks with this run's retry and cache settings."""
 
     def __init__(self, settings: Settings) -> None:
-        for name in ("discover", "start_run", "plan", "finish_run", "fetch", "intake", "reconstruct", "build", "publish", "record", "record_failure"):
+        for name in (
+            "discover", "start_run", "plan", "finish_run", "fetch", "check_bytes", "intake", "reconstruct", "build",
+            "publish", "record", "record_failure",
+        ):  # fmt: skip
             setattr(self, name, configured(getattr(stages, name), settings))
 
 
@@ -66,9 +69,13 @@ def _artifact_key(kind: str, what: str) -> str:
 class _Photos:
     """One batch's photos in flight: submits each stage when its input is ready and records outcomes."""
 
-    def __init__(self, ctx: RunContext, settings: Settings, tasks: _Tasks, outcomes: dict[str, PhotoOutcome], on_done: Callable[[], None]) -> None:
+    def __init__(
+        self, ctx: RunContext, settings: Settings, tasks: _Tasks, outcomes: dict[str, PhotoOutcome],
+        known: Mapping[str, ConvertedPhoto], on_done: Callable[[], None],
+    ) -> None:  # fmt: skip
         self.ctx, self.s, self.t = ctx, settings, tasks
         self.outcomes = outcomes
+        self.known = known
         self.on_done = on_done
         self.events: queue.SimpleQueue[tuple[str, Any, PrefectFuture[Any]]] = queue.SimpleQueue()
         self.inflight = 0
@@ -132,7 +139,23 @@ class _Photos:
         fetched: Fetched = value.value
         self.timing(ref, "fetch", value.seconds, cached)
         self.facts[ref.uri] = fetched.facts()
-        self.submit("intake", ref, self.t.intake, fetched, self.s)
+        done = self.known.get(ref.uri)
+        if done is not None and done.sha256 == fetched.sha256:  # a new ETag, the same bytes
+            self.submit("check_bytes", (ref, fetched), self.t.check_bytes, self.ctx, ref, fetched.facts(), done)
+        else:
+            self.submit("intake", ref, self.t.intake, fetched, self.s)
+
+    def on_check_bytes(self, item: tuple[PhotoRef, Fetched], ok: bool, value: Any, cached: bool) -> None:
+        ref, fetched = item
+        if ok and value:
+            self.front -= 1
+            _skipped(self.outcomes[ref.uri], self.known[ref.uri])
+            self.on_done()
+        elif not ok:
+            self.front -= 1
+            self.fail(ref, "record", value)
+        else:
+            self.submit("intake", ref, self.t.intake, fetched, self.s)
 
     def on_intake(self, ref: PhotoRef, ok: bool, value: Any, cached: bool) -> None:
         self.front -= 1
@@ -258,7 +281,7 @@ def convert_photos(source: Source, settings: Settings, *, kind: str) -> dict[str
     started = t.start_run(settings, str(flow_run.id) if flow_run.id else None)
     ctx: RunContext = started.value
     planned = t.plan(found.value, ctx)
-    todo, skipped = planned.value
+    todo, skipped = planned.value.todo, planned.value.skipped
     refs: list[PhotoRef] = found.value
     outcomes = {r.uri: PhotoOutcome(r.uri, r.sku) for r in refs}
     for uri, done in skipped.items():
@@ -288,7 +311,7 @@ def convert_photos(source: Source, settings: Settings, *, kind: str) -> dict[str
             _fan_out(todo, settings, ctx, outcomes, since)
             update_progress_artifact(progress, 100.0)
         else:
-            _Photos(ctx, settings, t, outcomes, on_done).run(todo)
+            _Photos(ctx, settings, t, outcomes, planned.value.known, on_done).run(todo)
     except BaseException:
         status = RunStatus.failed
         raise

@@ -9,6 +9,7 @@ task          cache key                                                 notes
 ============  ========================================================  ===================================
 discover      none (a listing must be fresh)                            one per batch
 plan          none (asks the catalogue what is done)                    one per batch
+check-bytes   none                                                      only for a converted photo's new ETag
 start_run     none                                                      loads the model, opens the run row
 fetch         photo URI + ETag + size cap                               skipped when the ETag is unknown
 intake        photo sha256 + intake settings
@@ -121,15 +122,24 @@ def start_run(settings: Settings, flow_run_id: str | None) -> Timed[RunContext]:
     return _timed(go)
 
 
+@dataclass(frozen=True)
+class Plan:
+    """What a batch must do: photos to convert, photos skipped unread, and what is known of the rest."""
+
+    todo: list[PhotoRef]
+    skipped: dict[str, ConvertedPhoto]
+    known: dict[str, ConvertedPhoto]  # converted photos of ``todo`` whose ETag changed (maybe not their bytes)
+
+
 @task(name="plan", **_UNCACHED)
-def plan(refs: list[PhotoRef], ctx: RunContext) -> Timed[tuple[list[PhotoRef], dict[str, ConvertedPhoto]]]:
+def plan(refs: list[PhotoRef], ctx: RunContext) -> Timed[Plan]:
     """The photos to convert, and those already converted for their current ETag (skipped unread)."""
 
-    def go() -> tuple[list[PhotoRef], dict[str, ConvertedPhoto]]:
+    def go() -> Plan:
         cat = records.open_catalogue(ctx.catalogue_url)
         done = records.converted_photos(cat, params_hash=ctx.params_hash, weights_sha256=ctx.weights_sha256)
         todo, skipped = records.split_done(refs, done)
-        return todo, {r.uri: done[r.uri] for r in skipped}
+        return Plan(todo, {r.uri: done[r.uri] for r in skipped}, {r.uri: done[r.uri] for r in todo if r.uri in done})
 
     return _timed(go)
 
@@ -175,6 +185,12 @@ def build(prepared: Prepared, recon: Reconstruction, settings: Settings, asset_i
 def publish(built: BuiltAsset, dest: str, provenance: dict[str, Any], manifest: bool) -> Timed[Published]:
     """Files, then the manifest (approved assets only); identical content writes nothing."""
     return _timed(assets.publish, built, dest, provenance=provenance, manifest=manifest)
+
+
+@task(name="check-bytes", task_run_name="check bytes {ref.key}", **_UNCACHED)
+def check_bytes(ctx: RunContext, ref: PhotoRef, facts: PhotoFacts, done: ConvertedPhoto | None) -> bool:
+    """True (and the photo row takes the new ETag) when a re-listed photo's bytes are the converted ones."""
+    return records.same_bytes(records.open_catalogue(ctx.catalogue_url), ref, facts, done)
 
 
 @task(name="record", task_run_name="record {ref.key}", **_UNCACHED)

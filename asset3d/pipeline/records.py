@@ -147,13 +147,26 @@ def converted_photos(cat: Catalogue, *, params_hash: str, weights_sha256: str, u
 
 
 def split_done(refs: Sequence[PhotoRef], done: Mapping[str, ConvertedPhoto]) -> tuple[list[PhotoRef], list[PhotoRef]]:
-    """``(to_convert, skipped)``: a photo is skipped when its listed ETag equals the converted photo's."""
+    """``(to_convert, skipped)``: a photo is skipped when its listed ETag equals the converted photo's.
+
+    A converted photo whose ETag changed is converted again unless its bytes turn out the same once
+    downloaded (`same_bytes`).
+    """
     todo: list[PhotoRef] = []
     skipped: list[PhotoRef] = []
     for ref in refs:
         hit = done.get(ref.uri)
         (skipped if hit is not None and ref.etag is not None and hit.etag == ref.etag else todo).append(ref)
     return todo, skipped
+
+
+def same_bytes(cat: Catalogue, ref: PhotoRef, facts: PhotoFacts, done: ConvertedPhoto | None) -> bool:
+    """True when a re-listed photo (new ETag) has the bytes it was converted from; its row takes the new
+    ETag, so the next run skips it without downloading it."""
+    if done is None or done.sha256 != facts.sha256:
+        return False
+    _photo_row(cat, ref, facts)
+    return True
 
 
 def provenance(ctx: RunContext, ref: PhotoRef, built: BuiltAsset, *, etag: str | None = None) -> dict[str, Any]:

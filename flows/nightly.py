@@ -1,0 +1,39 @@
+"""`nightly_catalogue`: the whole source, every night; only new, changed or not-yet-converted photos."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow
+
+from asset3d.settings import load_settings
+from flows.batch import convert_photos
+
+
+@flow(name="nightly-catalogue", log_prints=True)
+def nightly_catalogue(
+    source: str | None = None,
+    dest: str | None = None,
+    preset: str | None = None,
+    model: str | None = None,
+    catalogue_url: str | None = None,
+    fan_out: int | None = None,
+    options: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Scan all of ``source`` and convert what the catalogue lacks for the current model and parameters.
+
+    A photo is converted when it is new, when its ETag changed and its bytes did too (a changed photo gets
+    the next asset version), or when it has no asset for the current model weights and parameters.
+    Photos whose ETag matches a converted photo are skipped without being downloaded; a new ETag over the
+    same bytes costs one download and no conversion. The report is the same as `convert_batch`'s.
+
+    Parameters
+    ----------
+    source, dest, preset, model, catalogue_url, fan_out
+        Override the settings of the same name (default: the worker's settings, ``ASSET3D_SOURCE`` ...).
+    options
+        Any other settings, by field name.
+    """
+    explicit = {"source": source, "dest": dest, "preset": preset, "model": model, "catalogue_url": catalogue_url, "fan_out": fan_out}
+    settings = load_settings(**{**dict(options or {}), **{k: v for k, v in explicit.items() if v is not None}})
+    return convert_photos(settings.source, settings, kind="nightly-catalogue")
