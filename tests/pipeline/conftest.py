@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pipeline_helpers import POSTGRES_URL
 
 # Before anything imports Prefect: a private home (database, result cache) and no telemetry.
 _HOME = tempfile.mkdtemp(prefix="asset3d-prefect-")
@@ -29,7 +30,6 @@ os.environ["PREFECT_HOME"] = _HOME
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
-POSTGRES_URL = os.environ.get("ASSET3D_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 PHOTOS = ("chair.png", "cerebro.jpg", "flor.png", "hamburger.png", "robot.png", "teapot.png")
 
 #: Thresholds that approve any built asset: the tiny model's shapes mean nothing, the plumbing is tested.
@@ -216,3 +216,7 @@ def result_cache(tmp_path: Path) -> Iterator[Path]:
     folder = tmp_path / "prefect-results"
     with temporary_settings(updates={PREFECT_LOCAL_STORAGE_PATH: folder}):
         yield folder
+
+
+# the real Prefect server of the deployment and scale-out tests (session scope: started once)
+from server_fixtures import api, deployed, prefect_server  # noqa: E402, F401
