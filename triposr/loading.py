@@ -3,6 +3,7 @@
 `load_model(source)` accepts
 
 * a folder holding `config.yaml` and `model.safetensors` or `model.ckpt`;
+* `"demo"`: the small model bundled in `triposr/demo/` (trained on synthetic products, docs/training.md);
 * a Hugging Face hub id such as `stabilityai/TripoSR`, resolved with huggingface_hub (its cache and
   `HF_HUB_OFFLINE` respected).
 
@@ -28,6 +29,8 @@ from triposr.model import TSR
 OFFICIAL_HUB_ID = "stabilityai/TripoSR"
 CONFIG_NAME = "config.yaml"
 WEIGHT_NAMES = ("model.safetensors", "model.ckpt")
+DEMO_SOURCE = "demo"  # the small model bundled in triposr/demo/ (docs/training.md)
+DEMO_DIR = Path(__file__).with_name("demo")
 
 
 class ModelNotAvailable(RuntimeError):
@@ -108,8 +111,8 @@ def _hub_files(hub_id: str) -> tuple[Path, Path]:
 
 
 def resolve_source(source: str | os.PathLike[str]) -> tuple[Path, Path, str]:
-    """(config path, weights path, model id) for a folder or a hub id."""
-    path = Path(source).expanduser()
+    """(config path, weights path, model id) for a folder, a hub id or "demo" (the bundled model)."""
+    path = DEMO_DIR if str(source) == DEMO_SOURCE else Path(source).expanduser()
     if path.is_dir():
         config, weights = _folder_files(path)
         return config, weights, str(path.resolve())

@@ -59,6 +59,7 @@ class TrainConfig:
     warmup_max_fraction: float = 0.05
     min_lr_ratio: float = 0.01
     grad_clip: float = 1.0
+    field_lr_scale: float = 1.0  # learning-rate multiplier of the triplane tokens, upsampler and decoder
     # losses
     rgb_weight: float = 1.0
     mask_weight: float = 0.05
@@ -187,15 +188,12 @@ def _object_sample(rec: ObjectRecord, cfg: TrainConfig, rng: np.random.Generator
                          rng.integers(w, size=n - len(pick_fg))], axis=-1)
     pix = np.concatenate([pick_fg, pick_any]).astype(np.int64)
     c2w = torch.from_numpy(rec.c2w)
-    o_list, d_list = [], []
-    for k in np.unique(pix[:, 0]):
-        sel = pix[:, 0] == k
-        o, d = camera_rays(c2w[k], float(rec.fovy[k]), h, w, torch.from_numpy(pix[sel, 1]), torch.from_numpy(pix[sel, 2]))
-        o_list.append((np.flatnonzero(sel), o, d))
     rays_o = torch.empty(n, 3)
     rays_d = torch.empty(n, 3)
-    for idx, o, d in o_list:
-        rays_o[idx], rays_d[idx] = o, d
+    for k in np.unique(pix[:, 0]):
+        sel = torch.from_numpy(np.flatnonzero(pix[:, 0] == k))
+        rays_o[sel], rays_d[sel] = camera_rays(c2w[k], float(rec.fovy[k]), h, w, torch.from_numpy(pix[sel, 1]),
+                                               torch.from_numpy(pix[sel, 2]))
     rgb = torch.from_numpy(rec.views[pix[:, 0], pix[:, 1], pix[:, 2]].astype(np.float32) / 255.0)
     mask = torch.from_numpy(rec.masks[pix[:, 0], pix[:, 1], pix[:, 2]].astype(np.float32) / 255.0)[:, None]
     half = cfg.occupancy_points // 2  # half near the surface (stored first), half anywhere
@@ -274,7 +272,8 @@ def training_dtype(precision: str, device: torch.device) -> torch.dtype:
 def enable_gradient_checkpointing(model: TSR) -> None:
     """Recompute backbone blocks and ViT layers in the backward pass (less memory, more compute)."""
     model.backbone.cfg = dataclasses.replace(model.backbone.cfg, gradient_checkpointing=True)
-    model.image_tokenizer.model.gradient_checkpointing_enable()
+    vit = model.image_tokenizer.model
+    getattr(vit, "activation_checkpointing_enable", vit.gradient_checkpointing_enable)()  # renamed in transformers 5
 
 
 def log_density(model: TSR, out: Mapping[str, torch.Tensor]) -> torch.Tensor:
@@ -385,16 +384,62 @@ class TrainResult:
     notes: list[str] = field(default_factory=list)
 
 
+def initialize_for_training(model: TSR, prior_occupancy: float = 0.3, temperature: float = 2.0) -> None:
+    """Initialisation of a model trained from scratch (the modules' own defaults vanish in depth).
+
+    PyTorch's default Linear init shrinks the signal about threefold per layer, so through the
+    ten-layer decoder the field starts constant and its gradients vanish. Instead: unit-variance
+    triplane embeddings and scene codes, variance-preserving decoder layers (gain 1/sqrt(E[silu(x)^2])),
+    a unit-gain last layer whose density
+    bias puts every point at `prior_occupancy` of the occupancy loss, zero colour bias (grey).
+    Parameter names and the forward pass are untouched.
+    """
+    with torch.no_grad():
+        model.tokenizer.embeddings.normal_(0.0, 1.0)
+        up = model.post_processor.upsample
+        torch.nn.init.normal_(up.weight, 0.0, 1.0 / math.sqrt(up.in_channels))
+        torch.nn.init.zeros_(up.bias)
+        linears = [m for m in model.decoder.modules() if isinstance(m, torch.nn.Linear)]
+        gain = 1.0 / math.sqrt(0.3554) if model.decoder.cfg.activation == "silu" else math.sqrt(2.0)  # E[silu(x)^2] = 0.3554
+        for lin in linears[:-1]:
+            torch.nn.init.normal_(lin.weight, 0.0, gain / math.sqrt(lin.in_features))
+            if lin.bias is not None:
+                torch.nn.init.zeros_(lin.bias)
+        last = linears[-1]
+        torch.nn.init.normal_(last.weight, 0.0, 1.0 / math.sqrt(last.in_features))
+        if last.bias is not None:
+            rcfg = model.renderer.cfg
+            logit = math.log(prior_occupancy / (1.0 - prior_occupancy))
+            last.bias.zero_()
+            last.bias[0] = math.log(SURFACE_DENSITY) + temperature * logit - rcfg.density_bias
+
+
+FIELD_STAGES = ("tokenizer", "post_processor", "decoder")
+
+
+def param_groups(model: TSR, cfg: TrainConfig) -> list[dict[str, Any]]:
+    """AdamW groups: weight decay on matrices only; the field stages (triplane tokens, upsampler,
+    decoder) at `field_lr_scale` times the learning rate."""
+    groups: dict[tuple[bool, bool], list[torch.nn.Parameter]] = {}
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            groups.setdefault((name.split(".")[0] in FIELD_STAGES, p.ndim >= 2), []).append(p)
+    return [
+        {"params": ps, "weight_decay": cfg.weight_decay if matrix else 0.0, "lr": cfg.lr * (cfg.field_lr_scale if field else 1.0)}
+        for (field, matrix), ps in sorted(groups.items())
+    ]
+
+
 def build_model(cfg: TrainConfig, init: str | None, device: torch.device) -> TSR:
-    """A fresh model from the config (seeded), or the weights of any `load_model` source."""
+    """A fresh model from the config (seeded, `initialize_for_training`), or any `load_model` source."""
     if init is not None:
         from triposr.loading import load_model
 
-        model = load_model(init, device=device, dtype="fp32")
-    else:
-        torch.manual_seed(cfg.seed)
-        model = TSR.from_config(cfg.model_config()).to(device)
-    return model
+        return load_model(init, device=device, dtype="fp32")
+    torch.manual_seed(cfg.seed)
+    model = TSR.from_config(cfg.model_config())
+    initialize_for_training(model, temperature=cfg.occupancy_temperature)
+    return model.to(device)
 
 
 def train(cfg: TrainConfig, dataset: str | Path | SyntheticDataset, out: str | Path, *, init: str | None = None,
@@ -431,10 +476,7 @@ def train(cfg: TrainConfig, dataset: str | Path | SyntheticDataset, out: str | P
     data = dataset if isinstance(dataset, SyntheticDataset) else SyntheticDataset(dataset, model.cfg.cond_image_size, cfg.view_size)
 
     params = [p for p in model.parameters() if p.requires_grad]
-    decay = [p for p in params if p.ndim >= 2]
-    no_decay = [p for p in params if p.ndim < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-                            lr=cfg.lr, betas=cfg.betas)
+    opt = torch.optim.AdamW(param_groups(model, cfg), lr=cfg.lr, betas=cfg.betas)
     warmup = warmup_length(cfg, cfg.steps)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, warmup, cfg.steps, cfg.min_lr_ratio))
     start = 0

@@ -65,7 +65,7 @@ def read_image(path: Path) -> np.ndarray:
 
 def resize_like_model(image: np.ndarray, size: int) -> torch.Tensor:
     """(H, W, 3) uint8 -> (3, size, size) float32, resized as `TSR.preprocess` resizes."""
-    x = torch.from_numpy(np.ascontiguousarray(image)).float().div(255.0).permute(2, 0, 1)[None]
+    x = torch.from_numpy(np.array(image, dtype=np.uint8)).float().div(255.0).permute(2, 0, 1)[None]
     if x.shape[-2:] != (size, size):
         x = F.interpolate(x, (size, size), mode="bilinear", align_corners=False, antialias=True)
     return x[0]

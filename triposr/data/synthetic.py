@@ -39,7 +39,6 @@ from triposr.data.cameras import (
     CameraSpec,
     input_camera,
     orbit_camera,
-    project,
 )
 from triposr.data.shapes import KINDS, Shape, make_shape
 
