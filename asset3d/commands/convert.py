@@ -111,11 +111,11 @@ def convert_local(images: list[Path], settings: Any, *, sku: str | None = None) 
                            weights_sha256=loaded.weights_sha256, run_ids=[ctx.run_id])  # fmt: skip
     n = len(refs)
 
-    def fail(i: int, stage: str, err: BaseException, facts: Any = None) -> None:
+    def fail(i: int, stage: str, err: BaseException, facts: Any = None, settle: bool | None = None) -> None:
         o = outcomes[i]
         o.status, o.stage = "failed", getattr(err, "stage", stage)
         o.reason, o.message = describe(err)
-        records.record_failure(cat, ctx, refs[i], o.stage, err, facts or getattr(err, "facts", None))
+        records.record_failure(cat, ctx, refs[i], o.stage, err, facts or getattr(err, "facts", None), settle=settle)
         print(f"[{i + 1}/{n}] {refs[i].name}: failed at {o.stage} ({o.reason})", file=sys.stderr)
 
     def timed(i: int, stage: str, fn: Any, *a: Any, **k: Any) -> Any:
@@ -141,9 +141,9 @@ def convert_local(images: list[Path], settings: Any, *, sku: str | None = None) 
         start = time.perf_counter()
         try:
             recons = models.reconstruct_batch(loaded, [p for _, p, _ in batch], resolution=settings.mc_resolution, threshold=settings.mc_threshold)
-        except Exception as err:
+        except Exception as err:  # the whole micro-batch: no photo's fault
             for i, _, facts in batch:
-                fail(i, "reconstruct", err, facts)
+                fail(i, "reconstruct", err, facts, settle=False)
             continue
         share = round((time.perf_counter() - start) / len(batch), 4)
         for (i, prepared, facts), recon in zip(batch, recons, strict=True):

@@ -6,8 +6,9 @@ bytes with these parameters and weights (so a re-run skips them without download
 
 A photo that fails for good (corrupt file, refused by intake, empty surface, validator errors) is
 recorded as a ``failed`` asset plus a failure row: the catalogue counts it as converted, and the same
-bytes with the same model and parameters are not tried again. A transient failure (storage or database
-outage after every retry) leaves only a failure row, so the next run tries the photo again.
+bytes with the same model and parameters are not tried again. Any other failure (a storage or database
+outage after every retry, a destination that refuses writes, a whole micro-batch that failed) leaves only
+a failure row, so the next run tries the photo again.
 """
 
 from __future__ import annotations
@@ -218,18 +219,31 @@ def record_asset(cat: Catalogue, ctx: RunContext, ref: PhotoRef, facts: PhotoFac
     return asset
 
 
+#: Stages whose permanent refusal is the photo's own doing (its bytes, with this model and these parameters).
+PHOTO_STAGES = frozenset({"fetch", "intake", "reconstruct", "build"})
+
+
+def settles(stage: str, exc: BaseException) -> bool:
+    """True when a failure says the photo itself cannot be converted with this model and these parameters
+    (so it is recorded as a ``failed`` asset and not tried again); a destination, catalogue or transient
+    failure is tried again next run."""
+    return stage in PHOTO_STAGES and not is_transient(exc)
+
+
 def record_failure(
-    cat: Catalogue, ctx: RunContext, ref: PhotoRef, stage: str, exc: BaseException, facts: PhotoFacts | None = None
+    cat: Catalogue, ctx: RunContext, ref: PhotoRef, stage: str, exc: BaseException, facts: PhotoFacts | None = None,
+    *, settle: bool | None = None,
 ) -> FailureRecord:
-    """One failure row for a photo (stage, reason, message); a permanent one after download also gets a
-    ``failed`` asset, so the same inputs are not converted again."""
+    """One failure row for a photo (stage, reason, message). When the failure `settles` the photo (or
+    ``settle`` says so) and its bytes were read, a ``failed`` asset is recorded too, so the same inputs are
+    not converted again."""
     reason, message = describe(exc)
     if ref.uri not in message:
         message = f"{ref.uri}: {message}"
     photo_id = asset_id = None
     if facts is not None:
         photo_id = _photo_row(cat, ref, facts)
-        if not is_transient(exc):
+        if settles(stage, exc) if settle is None else settle:
             asset, _ = cat.record_asset(
                 photo_id=photo_id, run_id=ctx.run_id, params_hash=ctx.params_hash, weights_sha256=ctx.weights_sha256,
                 preset=ctx.preset, status=AssetStatus.failed,

@@ -24,7 +24,11 @@ def test_samples_ship_in_the_repo_and_are_small() -> None:
 
 
 @pytest.mark.usefixtures("prefect_harness", "result_cache")
-def test_demo_converts_the_samples_and_says_which_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_demo_converts_the_samples_and_says_which_model(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ASSET3D_PREVIEW_VIEWS", "2")  # settings from the environment reach the demo too
+    monkeypatch.setenv("ASSET3D_PREVIEW_SIZE", "128")
     out = tmp_path / "demo-out"
     assert main(["demo", "--out", str(out), "--model", "untrained-tiny", "--mc-resolution", "32"]) == 0
     text = capsys.readouterr().out

@@ -213,3 +213,21 @@ def test_no_manifest_when_a_file_cannot_be_written(built: Any, s3_endpoint: str,
     keys = {o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])}
     assert f"assets/{built.prefix}/model.glb" in keys
     assert not any(k.endswith("manifest.json") for k in keys)  # consumers never see the half-written asset
+
+
+@pytest.mark.parametrize(
+    ("stage", "error", "settles"),
+    [
+        ("fetch", StageError("fetch", "truncated", "corrupt photo"), True),
+        ("build", MeshingError("validator_errors", "3 errors"), True),
+        ("reconstruct", StageError("reconstruct", "empty_surface", "no surface"), True),
+        ("fetch", TransientStorageError("503", reason="server_error"), False),
+        ("publish", PermanentStorageError("AccessDenied (HTTP 403)", reason="accessdenied"), False),
+        ("record", CatalogueUnavailable("no schema", reason="not_migrated"), False),
+    ],
+)
+def test_only_the_photos_own_failures_settle_it(stage: str, error: Exception, settles: bool) -> None:
+    """A photo is recorded as a failed conversion (not tried again) only when its own bytes are at fault."""
+    from asset3d.pipeline.records import settles as settles_fn
+
+    assert settles_fn(stage, error) is settles
