@@ -18,6 +18,7 @@ Nothing here imports Prefect, torch or SQLAlchemy.
 
 from __future__ import annotations
 
+import functools
 import os
 from contextvars import ContextVar
 from pathlib import Path
@@ -152,18 +153,9 @@ class Settings(BaseSettings):
 
     def review_thresholds(self) -> dict[str, Any]:
         """The review policy as a mapping: the packaged defaults, the ``review_policy`` file, then ``review``."""
-        import yaml
-
-        from meshing.review import DEFAULT_POLICY_PATH
-
-        merged: dict[str, Any] = dict(yaml.safe_load(DEFAULT_POLICY_PATH.read_text()) or {})
+        merged = dict(_policy_file(None))
         if self.review_policy is not None:
-            if not self.review_policy.is_file():
-                raise SettingsError(f"review_policy {self.review_policy}: no such file")
-            data = yaml.safe_load(self.review_policy.read_text()) or {}
-            if not isinstance(data, dict):
-                raise SettingsError(f"review_policy {self.review_policy}: expected a mapping of thresholds")
-            merged.update(data)
+            merged.update(_policy_file(self.review_policy))
         merged.update(self.review)
         return merged
 
@@ -172,6 +164,22 @@ class Settings(BaseSettings):
         data = self.model_dump()
         data.update({k: v for k, v in changes.items() if v is not None})
         return _build(data, None)
+
+
+@functools.lru_cache(maxsize=16)
+def _policy_file(path: Path | None) -> dict[str, Any]:
+    """The thresholds of a review policy file (None: the packaged one), read once per process."""
+    import yaml
+
+    from meshing.review import DEFAULT_POLICY_PATH
+
+    target = DEFAULT_POLICY_PATH if path is None else path
+    if not target.is_file():
+        raise SettingsError(f"review_policy {target}: no such file")
+    data = yaml.safe_load(target.read_text()) or {}
+    if not isinstance(data, dict):
+        raise SettingsError(f"review_policy {target}: expected a mapping of thresholds")
+    return data
 
 
 #: The config file the `Settings()` being built reads (pydantic-settings asks the class for its sources).

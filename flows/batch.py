@@ -49,6 +49,8 @@ from tasks import stages
 from tasks.policy import configured
 
 Source = str | Sequence[str | Mapping[str, str]]
+#: The progress artifact moves at most this often (each update is a round trip to the server).
+PROGRESS_EVERY_S = 1.0
 
 
 class _Tasks:
@@ -103,13 +105,13 @@ class _Photos:
     def timing(self, ref: PhotoRef, stage: str, seconds: float, cached: bool) -> None:
         self.outcomes[ref.uri].timings_s[stage] = 0.0 if cached else seconds
 
-    def fail(self, ref: PhotoRef, stage: str, error: BaseException) -> None:
+    def fail(self, ref: PhotoRef, stage: str, error: BaseException, *, settle: bool | None = None) -> None:
         reason, message = describe(error)
         o = self.outcomes[ref.uri]
         o.status, o.stage, o.reason, o.message = "failed", getattr(error, "stage", stage), reason, message
         self.log.warning("%s failed at %s: %s", ref.uri, o.stage, message)
         facts = self.facts.get(ref.uri) or getattr(error, "facts", None)
-        self.submit("record_failure", ref, self.t.record_failure, self.ctx, ref, o.stage, error, facts)
+        self.submit("record_failure", ref, self.t.record_failure, self.ctx, ref, o.stage, error, facts, settle)
 
     # -- the loop --------------------------------------------------------------------------------------------
 
@@ -165,9 +167,9 @@ class _Photos:
         self.ready.append(value.value)
 
     def on_reconstruct(self, batch: list[Prepared], ok: bool, value: Any, cached: bool) -> None:
-        if not ok:
+        if not ok:  # the whole micro-batch failed (device, memory): no photo's fault, try them again next run
             for prepared in batch:
-                self.fail(prepared.ref, "reconstruct", value)
+                self.fail(prepared.ref, "reconstruct", value, settle=False)
             return
         share = value.seconds / len(batch)
         for prepared, recon in zip(batch, value.value, strict=True):
@@ -299,11 +301,16 @@ def convert_photos(source: Source, settings: Settings, *, kind: str) -> dict[str
         description=f"{kind}: photos finished (converted, failed or skipped) out of {total}",
     )
 
+    last_update = [0.0]
+
     def on_done() -> None:
         counts = summary.counts()
         finished = sum(1 for o in outcomes.values() if o.status != "pending")
-        update_progress_artifact(progress, 100.0 * finished / total)
         log.info("%d/%d photos finished: %s", finished, total, ", ".join(f"{n} {s}" for s, n in counts.items() if n))
+        now = time.monotonic()
+        if now - last_update[0] >= PROGRESS_EVERY_S or finished == total:  # one API call per second at most
+            update_progress_artifact(progress, 100.0 * finished / total)
+            last_update[0] = now
 
     status = RunStatus.completed
     try:

@@ -56,7 +56,8 @@ _UNCACHED: dict[str, Any] = {**_RETRY, "cache_policy": NO_CACHE, "persist_result
 
 
 def _cached(key_fn: Any) -> dict[str, Any]:
-    return {**_RETRY, "cache_key_fn": key_fn, "cache_expiration": CACHE_FOR, "result_serializer": "compressed/pickle"}
+    # plain pickle: the lzma of "compressed/pickle" costs ~80 ms per MB, more than most stages of a photo
+    return {**_RETRY, "cache_key_fn": key_fn, "cache_expiration": CACHE_FOR, "result_serializer": "pickle"}
 
 
 @dataclass(frozen=True)
@@ -201,7 +202,9 @@ def record(ctx: RunContext, ref: PhotoRef, facts: PhotoFacts, built: BuiltAsset,
 
 
 @task(name="record-failure", task_run_name="record failure {ref.key}", **_UNCACHED)
-def record_failure(ctx: RunContext, ref: PhotoRef, stage: str, error: BaseException, facts: PhotoFacts | None) -> FailureRecord:
-    """A failure row (and, for a permanent failure after download, a ``failed`` asset)."""
+def record_failure(
+    ctx: RunContext, ref: PhotoRef, stage: str, error: BaseException, facts: PhotoFacts | None, settle: bool | None = None
+) -> FailureRecord:
+    """A failure row (and, when the photo itself is at fault, a ``failed`` asset: `records.settles`)."""
     cat = records.open_catalogue(ctx.catalogue_url)
-    return records.record_failure(cat, ctx, ref, stage, error, facts)
+    return records.record_failure(cat, ctx, ref, stage, error, facts, settle=settle)
