@@ -142,3 +142,17 @@ def test_not_a_dataset_is_named(tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match="no dataset.json") as err:
         SyntheticDataset(tmp_path)
     assert err.value.reason == "not_a_dataset"
+
+
+def test_dataset_make_command(tmp_path: Path) -> None:
+    from asset3d.cli import main
+
+    out = tmp_path / "d"
+    args = ["dataset", "make", "--seed", "3", "--count", "2", "--out", str(out), "--views", "2", "--view-size", "32",
+            "--cond-size", "64", "--quiet"]
+    assert main(args) == 0
+    info = json.loads((out / "dataset.json").read_text())
+    assert info["count"] == 2 and info["config"]["views"] == 2
+    assert np.asarray(Image.open(out / "objects" / "000001" / "cond.png")).shape == (64, 64, 3)
+    assert np.asarray(Image.open(out / "objects" / "000001" / "view_01.png")).shape == (32, 32, 3)
+    assert main(["dataset", "make", "--seed", "3", "--count", "0", "--out", str(out)]) == 2

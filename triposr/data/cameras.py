@@ -57,20 +57,17 @@ class CameraSpec:
 
 
 def look_at(eye: np.ndarray, target: np.ndarray | None = None, up: np.ndarray | None = None) -> np.ndarray:
-    """(4, 4) OpenGL camera-to-world for a camera at `eye` looking at `target` (default the origin)."""
-    eye = np.asarray(eye, dtype=np.float64)
+    """(4, 4) OpenGL camera-to-world for a camera at `eye` looking at `target` (default the origin), z up:
+    the inverse of `meshing.preview.Camera.view_matrix`, the renderer's own look-at."""
+    from meshing.preview import Camera
+
     target = np.zeros(3) if target is None else np.asarray(target, dtype=np.float64)
     up = np.array([0.0, 0.0, 1.0]) if up is None else np.asarray(up, dtype=np.float64)
-    forward = target - eye
-    forward /= np.linalg.norm(forward)
-    right = np.cross(forward, up)
-    if np.linalg.norm(right) < 1e-9:
-        raise ValueError(f"camera at {eye.tolist()} looks along its up vector {up.tolist()}")
-    right /= np.linalg.norm(right)
-    true_up = np.cross(right, forward)
-    m = np.eye(4)
-    m[:3, 0], m[:3, 1], m[:3, 2], m[:3, 3] = right, true_up, -forward, eye
-    return m
+    view = Camera(eye=tuple(np.asarray(eye, dtype=np.float64)), target=tuple(target), up=tuple(up)).view_matrix()
+    c2w = np.eye(4)
+    c2w[:3, :3] = view[:3, :3].T  # rigid: the inverse rotation is the transpose
+    c2w[:3, 3] = -view[:3, :3].T @ view[:3, 3]
+    return c2w
 
 
 def orbit_camera(azimuth_deg: float, elevation_deg: float, *, distance: float = VIEW_DISTANCE,
