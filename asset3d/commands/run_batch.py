@@ -38,9 +38,20 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _explicit(args: argparse.Namespace) -> dict[str, Any]:
-    """The settings given on this command line (a deployment's worker supplies the rest)."""
+    """The settings given here: the ``--config`` file's, then the flags (a deployment's worker supplies the rest)."""
+    out: dict[str, Any] = {}
+    if args.config is not None:
+        if args.config.suffix.lower() == ".toml":
+            import tomllib
+
+            out.update(tomllib.loads(args.config.read_text()))
+        else:
+            import yaml
+
+            out.update(yaml.safe_load(args.config.read_text()) or {})
     names = ("dest", "preset", "model", "catalogue_url", "batch_size", "device", "sku_pattern", "sidecar", "fan_out")
-    return {n: getattr(args, n) for n in names if getattr(args, n) is not None}
+    out.update({n: getattr(args, n) for n in names if getattr(args, n) is not None})
+    return out
 
 
 def run(args: argparse.Namespace) -> int:
@@ -70,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
 def _submit(args: argparse.Namespace) -> int:
     from flows.submit import submit_batch
 
-    explicit = _explicit(args)
+    explicit = _explicit(args)  # already validated by settings_from
     parameters: dict[str, Any] = {"source": args.source, "options": {k: v for k, v in explicit.items() if k != "dest"}}
     if "dest" in explicit:
         parameters["dest"] = explicit["dest"]

@@ -77,3 +77,14 @@ def test_watch_emits_for_prefixes_with_new_photos(deployed: dict[str, Any], api:
     runs = [r.parameters.get("source") for r in runs_of("convert-batch/convert-batch")]
     assert sorted(runs) == sorted(prefixes)  # the quiet poll emitted nothing
     delete_runs("convert-batch/convert-batch")
+
+
+def test_run_batch_submits_to_the_deployment(deployed: dict[str, Any], api: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """`asset3d run-batch --deployment --no-wait` creates a run of convert-batch with the given settings."""
+    assert deployed["rc"] == 0
+    rc = main(["run-batch", PREFIX_A, "--dest", "s3://shop-assets/v1", "--preset", "shopify", "--deployment", "--no-wait"])
+    assert rc == 0, capsys.readouterr().err
+    assert "flow run " in capsys.readouterr().out
+    (run,) = [r for r in runs_of("convert-batch/convert-batch") if r.parameters.get("source") == PREFIX_A]
+    assert run.parameters["dest"] == "s3://shop-assets/v1" and run.parameters["options"] == {"preset": "shopify"}
+    delete_runs("convert-batch/convert-batch")

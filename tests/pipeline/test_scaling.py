@@ -16,6 +16,7 @@ import pytest
 from pipeline_helpers import upload_photos
 from server_fixtures import BIN, REPO, runs_of, stop
 
+from asset3d.cli import main
 from storage.catalogue import Catalogue
 
 pytestmark = pytest.mark.slow
@@ -52,7 +53,8 @@ def _submitted(log: Path) -> set[str]:
 
 def test_a_batch_fans_out_over_two_workers(
     prefect_server: dict[str, Any], workers: list[Path], api: str, s3: Any, bucket: str, postgres_url: str,
-    photo_bytes: dict[str, bytes], fast_options: dict[str, Any], result_cache: Path,
+    photo_bytes: dict[str, bytes], fast_options: dict[str, Any], result_cache: Path, capsys: pytest.CaptureFixture[str],
+    config_file: Path,
 ) -> None:
     """One Prefect server on PostgreSQL, two workers, shared S3 and catalogue: sub-batches via run_deployment."""
     if not prefect_server["postgres"]:
@@ -81,3 +83,11 @@ def test_a_batch_fans_out_over_two_workers(
         assert all(a.published_at is not None for a in assets)
     finally:
         cat.close()
+
+    # the same deployment, awaited from the command line: a worker runs it, the report comes back
+    upload_photos(s3, bucket, {"teapot.png": photo_bytes["teapot.png"]}, prefix="batch-2")
+    options = ["--catalogue-url", postgres_url, "--config", str(config_file)]  # the file's settings travel along
+    rc = main(["run-batch", f"s3://{bucket}/batch-2", "--dest", f"s3://{bucket}/assets", *options, "--deployment"])
+    out = capsys.readouterr()
+    assert rc == 0, out.err
+    assert "Completed" in out.out and "| published | 1 |" in out.out
