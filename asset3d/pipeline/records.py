@@ -221,13 +221,16 @@ def record_asset(cat: Catalogue, ctx: RunContext, ref: PhotoRef, facts: PhotoFac
 
 #: Stages whose permanent refusal is the photo's own doing (its bytes, with this model and these parameters).
 PHOTO_STAGES = frozenset({"fetch", "intake", "reconstruct", "build"})
+#: Reasons that blame the machine, not the photo: a missing glTF validator, OpenGL or model file.
+MACHINE_REASONS = frozenset({"validator_unavailable", "renderer_unavailable", "model_unavailable"})
 
 
 def settles(stage: str, exc: BaseException) -> bool:
     """True when a failure says the photo itself cannot be converted with this model and these parameters
-    (so it is recorded as a ``failed`` asset and not tried again); a destination, catalogue or transient
-    failure is tried again next run."""
-    return stage in PHOTO_STAGES and not is_transient(exc)
+    (so it is recorded as a ``failed`` asset and not tried again); a destination, catalogue, machine or
+    transient failure is tried again next run."""
+    reason, _ = describe(exc)
+    return stage in PHOTO_STAGES and reason not in MACHINE_REASONS and not is_transient(exc)
 
 
 def record_failure(

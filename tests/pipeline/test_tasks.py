@@ -224,6 +224,7 @@ def test_no_manifest_when_a_file_cannot_be_written(built: Any, s3_endpoint: str,
         ("fetch", TransientStorageError("503", reason="server_error"), False),
         ("publish", PermanentStorageError("AccessDenied (HTTP 403)", reason="accessdenied"), False),
         ("record", CatalogueUnavailable("no schema", reason="not_migrated"), False),
+        ("build", MeshingError("validator_unavailable", "gltf-validator is not installed"), False),
     ],
 )
 def test_only_the_photos_own_failures_settle_it(stage: str, error: Exception, settles: bool) -> None:
