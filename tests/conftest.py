@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+from loopback import aws_env, s3_endpoint  # noqa: F401  (shared session fixtures: moto S3 on loopback)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("ASSET3D_SHARED", REPO.parent / "shared"))

@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import tempfile
 import uuid
@@ -22,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pipeline_helpers import POSTGRES_URL
+from loopback import postgres_schema
 
 # Before anything imports Prefect: a private home (database, result cache) and no telemetry.
 _HOME = tempfile.mkdtemp(prefix="asset3d-prefect-")
@@ -101,43 +100,6 @@ def photo_bytes(shared: Path) -> dict[str, bytes]:
 # -- S3 on loopback ------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def aws_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """Fake credentials and no shared AWS config, so nothing can reach a real account."""
-    empty = tmp_path_factory.mktemp("aws")
-    values = {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_CONFIG_FILE": str(empty / "config"),
-        "AWS_SHARED_CREDENTIALS_FILE": str(empty / "credentials"),
-    }
-    drop = ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_SESSION_TOKEN", "AWS_MAX_ATTEMPTS")
-    saved = {k: os.environ.get(k) for k in (*values, *drop)}
-    os.environ.update(values)
-    for k in drop:
-        os.environ.pop(k, None)
-    yield
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
-
-
-@pytest.fixture(scope="session")
-def s3_endpoint(aws_env: None) -> Iterator[str]:
-    """URL of a moto S3 server on 127.0.0.1 (a real HTTP S3 API)."""
-    from moto.server import ThreadedMotoServer
-
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-
-
 @pytest.fixture
 def s3(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Any:
     """A boto3 client on the moto server; the pipeline's stores reach it through ``AWS_ENDPOINT_URL``."""
@@ -157,43 +119,16 @@ def bucket(s3: Any) -> str:
 # -- SQL -----------------------------------------------------------------------------------------------------
 
 
-def _require_postgres() -> None:
-    import psycopg
-    from sqlalchemy.engine import make_url
-
-    u = make_url(POSTGRES_URL)
-    try:
-        with psycopg.connect(host=u.host, port=u.port or 5432, user=u.username, password=u.password, dbname=u.database, connect_timeout=3) as c:
-            c.execute("SELECT 1")
-    except psycopg.Error as err:
-        message = f"PostgreSQL unreachable at {u.render_as_string(hide_password=True)}: {type(err).__name__}"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(message + " (CI=true: the PostgreSQL half must run)")
-        pytest.skip(message)
-
-
 @pytest.fixture
 def postgres_url() -> Iterator[str]:
     """A migrated catalogue in a brand-new schema of database ``test``; dropped afterwards."""
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-
     import migrations
-
-    _require_postgres()
-    schema = f"asset3d_pipe_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(make_url(POSTGRES_URL), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    url = make_url(POSTGRES_URL).update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(hide_password=False)
-    migrations.upgrade(url, "head")
-    yield url
     from asset3d.pipeline.records import close_catalogue
 
-    close_catalogue(url)
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-    admin.dispose()
+    with postgres_schema("asset3d_pipe") as url:
+        migrations.upgrade(url, "head")
+        yield url
+        close_catalogue(url)
 
 
 @pytest.fixture(params=["postgresql", "sqlite"])

@@ -10,7 +10,6 @@ error instead (``(503, "ServiceUnavailable")``, ``(403, "AccessDenied")``).
 from __future__ import annotations
 
 import http.client
-import os
 import threading
 from collections import Counter
 from collections.abc import Callable
@@ -18,8 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
-#: The PostgreSQL server of the suites (database ``test``, trust authentication).
-POSTGRES_URL = os.environ.get("ASSET3D_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+from loopback import POSTGRES_URL  # noqa: F401  (re-exported for the server fixtures)
 
 Rule = Callable[[str, str, int], tuple[int, str] | None]
 _HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "proxy-connection"}

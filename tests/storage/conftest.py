@@ -11,8 +11,6 @@
 
 from __future__ import annotations
 
-import logging
-import os
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,8 +18,7 @@ from typing import Any
 
 import boto3
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
+from loopback import postgres_schema, require_postgres
 
 import migrations
 from storage.catalogue import Catalogue
@@ -29,48 +26,10 @@ from storage.local import LocalStore
 from storage.objects import ObjectStore
 from storage.s3 import S3Store
 
-POSTGRES_URL = os.environ.get("ASSET3D_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 ENGINES = ("sqlite", "postgresql")
 
 
 # -- S3 ----------------------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def aws_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """Fake credentials and no shared AWS config, so nothing can reach a real account."""
-    empty = tmp_path_factory.mktemp("aws")
-    values = {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_CONFIG_FILE": str(empty / "config"),
-        "AWS_SHARED_CREDENTIALS_FILE": str(empty / "credentials"),
-    }
-    drop = ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_SESSION_TOKEN")
-    saved = {k: os.environ.get(k) for k in (*values, *drop)}
-    os.environ.update(values)
-    for k in drop:
-        os.environ.pop(k, None)
-    yield
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
-
-
-@pytest.fixture(scope="session")
-def s3_endpoint(aws_env: None) -> Iterator[str]:
-    """URL of a moto S3 server on 127.0.0.1 (port chosen by the OS)."""
-    from moto.server import ThreadedMotoServer
-
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
 
 
 @pytest.fixture(scope="session")
@@ -104,24 +63,6 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> ObjectStore:
 # -- SQL ---------------------------------------------------------------------------------------------------
 
 
-def require_postgres(url: str = POSTGRES_URL) -> None:
-    """Return when PostgreSQL answers at ``url``; otherwise skip, or fail when ``CI=true``."""
-    import psycopg
-
-    parsed = make_url(url)
-    try:
-        with psycopg.connect(
-            host=parsed.host, port=parsed.port or 5432, user=parsed.username, password=parsed.password,
-            dbname=parsed.database, connect_timeout=3,
-        ) as conn:  # fmt: skip
-            conn.execute("SELECT 1")
-    except psycopg.Error as err:
-        message = f"PostgreSQL unreachable at {parsed.render_as_string(hide_password=True)}: {type(err).__name__}"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(message + " (CI=true: the PostgreSQL half of the catalogue suite must run)")
-        pytest.skip(message)
-
-
 @pytest.fixture(scope="session")
 def postgres_available() -> None:
     require_postgres()
@@ -136,15 +77,8 @@ def postgres_probe() -> Callable[[str], None]:
 @pytest.fixture
 def postgres_schema_url(postgres_available: None) -> Iterator[str]:
     """A URL whose connections use a brand-new schema in database ``test``; the schema is dropped after."""
-    schema = f"asset3d_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(make_url(POSTGRES_URL), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    url = make_url(POSTGRES_URL).update_query_dict({"options": f"-csearch_path={schema}"})
-    yield url.render_as_string(hide_password=False)
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-    admin.dispose()
+    with postgres_schema("asset3d_test") as url:
+        yield url
 
 
 @pytest.fixture(params=ENGINES)
