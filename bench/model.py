@@ -211,16 +211,24 @@ def fitted_scene_codes(model: TSR, steps: int = 300, points: int = 1 << 15, shar
 
 
 # -- the memory probe (runs in a fresh process) ----------------------------------------------------
-def peak_rss_probe(resolution: int) -> dict[str, Any]:
-    import resource
+def peak_rss_mb() -> float:
+    """This process's peak resident set (VmHWM). Not `ru_maxrss`: after fork + exec that starts at the
+    parent's size, so a probe started from a large parent would report the parent."""
+    with open("/proc/self/status", encoding="ascii") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    raise RuntimeError("no VmHWM in /proc/self/status")
 
+
+def peak_rss_probe(resolution: int) -> dict[str, Any]:
     model = build_model()
     codes_fit = fitted_scene_codes(model)
     with torch.inference_mode():
         model.encode(test_image())
         meshes = model.extract_mesh(codes_fit, resolution=resolution, method="sparse")
     return {
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+        "peak_rss_mb": peak_rss_mb(),
         "faces": len(meshes[0].faces),
     }
 
