@@ -125,7 +125,7 @@ class SyntheticDataset:
 
     def cond_image(self, i: int) -> np.ndarray:
         """(S, S, 3) uint8 conditioning image as stored (framed, on gray)."""
-        return read_image(self.folder(i) / "cond.png")[..., :3]
+        return np.array(read_image(self.folder(i) / "cond.png")[..., :3])  # a writable copy
 
     def meta(self, i: int) -> dict[str, Any]:
         return json.loads((self.folder(i) / "meta.json").read_text())
