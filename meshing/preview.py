@@ -7,9 +7,9 @@ previews, the contact sheet, and the input-view render that metrics compare to t
 
 from __future__ import annotations
 
-import functools
 import math
 import os
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -169,8 +169,19 @@ void main() {
 """
 
 
-@functools.lru_cache(maxsize=1)
-def _context():  # noqa: ANN202 - moderngl.Context, imported lazily
+#: one OpenGL context per thread: a standalone context is current only in the thread that made it
+_contexts = threading.local()
+
+
+def _context():  # noqa: ANN202 - (moderngl.Context, moderngl.Program), imported lazily
+    """This thread's headless context and preview program, made on first use."""
+    made = getattr(_contexts, "made", None)
+    if made is None:
+        made = _contexts.made = _make_context()
+    return made
+
+
+def _make_context():  # noqa: ANN202
     os.environ.setdefault("EGL_PLATFORM", "surfaceless")
     try:
         import moderngl

@@ -93,8 +93,8 @@ class Published:
     unchanged: int
 
 
-#: meshing renders with one OpenGL context per process, usable only from the thread that made it, so every
-#: build of this process runs on this one thread (builds of other photos wait; other stages do not).
+#: meshing renders with one OpenGL context per thread; every build of this process runs on this one thread,
+#: so a worker holds one context however many photos it builds (builds wait; other stages do not).
 _render_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="asset3d-render")
 
 

@@ -86,3 +86,15 @@ def test_flor_matches_its_photo_from_the_input_camera(flor: trimesh.Trimesh, sha
     assert view["masked_psnr_db"] > 10.0
     mirrored = input_view_metrics(flor, mask=(framed.framed_mask >= 128)[:, ::-1])
     assert mirrored["silhouette_iou"] < view["silhouette_iou"] - 0.1  # the conventions are not mirrored
+
+
+def test_renders_from_any_thread_after_the_main_thread_rendered() -> None:
+    """A GL context is current only in the thread that made it: each thread must get its own."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    box = trimesh.creation.box(extents=[0.3, 0.5, 0.2])
+    cam = turntable_cameras(box, views=1)[0]
+    here = render_mask(box, cam, width=64, height=64)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        there = list(pool.map(lambda _: render_mask(box, cam, width=64, height=64), range(2)))
+    assert here.any() and all(np.array_equal(here, m) for m in there)

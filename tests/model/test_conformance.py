@@ -49,7 +49,8 @@ def test_chunked_query_equals_unchunked(tiny_model: TSR, tiny_fixture: dict[str,
     with torch.no_grad():
         whole = tiny_model.query(tiny_fixture["scene_codes"], tiny_fixture["query_points"][None], chunk_size=0)
         parts = tiny_model.query(tiny_fixture["scene_codes"], tiny_fixture["query_points"][None], chunk_size=37)
-    torch.testing.assert_close(parts["density"], whole["density"], atol=0, rtol=1e-6)
+    # chunks change the GEMM shapes, so BLAS may pick other kernels: equal to fp32 rounding, not bit for bit
+    torch.testing.assert_close(parts["density"], whole["density"], atol=1e-6, rtol=1e-5)
 
 
 def test_render(tiny_model: TSR, tiny_fixture: dict[str, Any]) -> None:

@@ -12,6 +12,7 @@ import yaml
 
 from asset3d.cli import main
 from triposr import sha256_file
+from triposr.devices import pick_dtype
 
 
 def test_model_info_on_a_folder(tmp_path: Path, tiny_fixture: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
@@ -21,7 +22,8 @@ def test_model_info_on_a_folder(tmp_path: Path, tiny_fixture: dict[str, Any], ca
     info = json.loads(capsys.readouterr().out)
     assert info["weights_sha256"] == sha256_file(tmp_path / "model.ckpt")
     assert info["parameters"] == sum(v.numel() for v in tiny_fixture["state_dict"].values())
-    assert info["device"] == "cpu" and info["dtype"] == "float32"
+    auto = str(pick_dtype("auto", torch.device("cpu"))).removeprefix("torch.")  # bf16 on CPUs with AMX / AVX512-BF16
+    assert info["device"] == "cpu" and info["dtype"] == auto
     assert info["stages"]["backbone"]["num_layers"] == 2
     assert main(["model", "info", str(tmp_path), "--device", "cpu"]) == 0
     assert "parameters" in capsys.readouterr().out
