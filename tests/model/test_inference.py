@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from triposr import TSR
-from triposr.devices import pick_device, pick_dtype
+from triposr.devices import pick_device, pick_dtype, tune_cpu_allocator
 
 
 def test_batch_of_b_equals_b_singles(tiny_model: TSR) -> None:
@@ -36,6 +36,42 @@ def test_bf16_close_to_fp32(tiny_model: TSR, tiny_fixture: dict) -> None:
     assert 0 < rel < 0.02
 
 
+def test_bf16_weights_from_load_model(tmp_path, tiny_fixture: dict) -> None:
+    """`load_model(dtype="bf16")` stores the encoder in bf16 (half the memory), the decoder in fp32, and stays close."""
+    import yaml
+
+    from triposr import load_model
+
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(tiny_fixture["config"]))
+    torch.save(tiny_fixture["state_dict"], tmp_path / "model.ckpt")
+    full = load_model(tmp_path, device="cpu", dtype="fp32")
+    half = load_model(tmp_path, device="cpu", dtype="bf16")
+    kept = load_model(tmp_path, device="cpu", dtype="bf16", cast_weights=False)
+    assert {p.dtype for p in full.parameters()} == {p.dtype for p in kept.parameters()} == {torch.float32}
+    assert {p.dtype for p in half.backbone.parameters()} == {p.dtype for p in half.image_tokenizer.parameters()} == {torch.bfloat16}
+    assert {p.dtype for p in half.decoder.parameters()} == {torch.float32}
+    assert set(half.state_dict()) == set(full.state_dict())  # the official names, whatever the dtype
+    with torch.no_grad():
+        ref = full.encode(tiny_fixture["rgb_cond"])
+        low = half.encode(tiny_fixture["rgb_cond"])
+        points = tiny_fixture["query_points"][None]
+        dens = half.query(low, points)["density"]
+        ref_dens = full.query(ref, points)["density"]
+    assert low.dtype == torch.float32 and dens.dtype == torch.float32
+    assert 0 < float((low - ref).norm() / ref.norm()) < 0.02
+    assert float((dens - ref_dens).norm() / ref_dens.norm()) < 0.05
+
+
+def test_geglu_inference_path_equals_the_autograd_path(tiny_model: TSR) -> None:
+    ff = tiny_model.backbone.transformer_blocks[0].ff.net[0]
+    x = torch.randn(2, 7, ff.proj.in_features)
+    with torch.enable_grad():
+        graded = ff(x)
+    with torch.no_grad():
+        fast = ff(x)
+    torch.testing.assert_close(fast, graded.detach(), atol=0, rtol=0)
+
+
 def test_accepts_uint8_and_lists(tiny_model: TSR, tiny_fixture: dict) -> None:
     import numpy as np
     from PIL import Image
@@ -58,6 +94,14 @@ def test_device_and_dtype_choice() -> None:
     assert pick_dtype("fp32", torch.device("cpu")) == torch.float32
     with pytest.raises(ValueError, match="unknown dtype"):
         pick_dtype("int8", torch.device("cpu"))
+
+
+def test_cpu_allocator_tuning(monkeypatch: pytest.MonkeyPatch) -> None:
+    import platform
+
+    assert tune_cpu_allocator() is (platform.system() == "Linux" and platform.libc_ver()[0] == "glibc")
+    monkeypatch.setenv("TRIPOSR_NO_MALLOC_TUNING", "1")
+    assert tune_cpu_allocator() is False
 
 
 @pytest.mark.gpu
