@@ -257,12 +257,15 @@ def _fan_out(todo: list[PhotoRef], settings: Settings, ctx: RunContext, outcomes
         o = outcomes[ref.uri]
         hit = done.get(ref.uri)
         fail = failures.get(ref.uri)
-        if hit is not None and hit.status is not AssetStatus.failed:
+        if hit is not None and hit.status not in (AssetStatus.failed, AssetStatus.rejected):
             o.status = "published" if hit.published else hit.status.value
             o.asset_id, o.glb_key, o.faces = hit.asset_id, hit.glb_uri, hit.faces
         elif fail is not None:
             o.status = "rejected" if fail.stage == "review" else "failed"
             o.stage, o.reason, o.message, o.asset_id = fail.stage, fail.reason, fail.message, hit.asset_id if hit else None
+        elif hit is not None:  # refused before this run's failure window: report what the catalogue says
+            o.status, o.asset_id, o.glb_key, o.faces = hit.status.value, hit.asset_id, hit.glb_uri, hit.faces
+            o.stage, o.reason, o.message = "review", hit.status.value, "recorded earlier"
         else:
             o.status, o.stage, o.reason, o.message = "failed", "fan-out", "not_converted", "its sub-batch left no asset and no failure"
 

@@ -28,7 +28,7 @@ from storage.catalogue import AssetRecord, AssetStatus, Catalogue, FailureRecord
 _GATE_STATUS = {
     "auto_approved": AssetStatus.auto_approved,
     "needs_review": AssetStatus.needs_review,
-    "rejected": AssetStatus.failed,
+    "rejected": AssetStatus.rejected,  # built and valid, refused by the gate: a reviewer may overturn it
 }
 
 
@@ -198,7 +198,8 @@ def _photo_row(cat: Catalogue, ref: PhotoRef, facts: PhotoFacts) -> int:
 def record_asset(cat: Catalogue, ctx: RunContext, ref: PhotoRef, facts: PhotoFacts, built: BuiltAsset, published: Published) -> AssetRecord:
     """Photo row, asset row (with its metrics and the gate's status), then catalogue publication.
 
-    The gate's ``rejected`` becomes a ``failed`` asset with a failure row (stage ``review``). The asset is
+    The gate's ``rejected`` becomes a ``rejected`` asset (a reviewer can overturn it with a comment) plus a
+    failure row (stage ``review``, the gate's reasons). The asset is
     marked published only when its manifest was written. Idempotent: the conversion key decides.
     """
     photo_id = _photo_row(cat, ref, facts)

@@ -4,7 +4,7 @@ Statuses of a photo in a batch:
 
 * ``published``: the gate approved it; files and manifest are in the destination, the catalogue says so;
 * ``needs_review``: built and staged (files, no manifest) for a person to look at;
-* ``rejected``: built, but the gate rejected it (a ``failed`` asset with the reasons);
+* ``rejected``: built, but the gate rejected it (a ``rejected`` asset and a failure row with the reasons);
 * ``failed``: a stage failed (``stage``, ``reason``, ``message``);
 * ``skipped``: already converted with this model and these parameters (nothing downloaded or written).
 """
@@ -51,7 +51,7 @@ class PhotoOutcome:
         self.asset_id, self.glb_key, self.faces, self.metrics = asset.id, published.glb_uri, built.faces, key_metrics(built.metrics)
         if asset.published_at is not None:
             self.status = "published"
-        elif asset.status.value == "failed":
+        elif asset.status.value in ("rejected", "failed"):  # refused by the gate (`failed`: older catalogues)
             self.status, self.stage, self.reason, self.message = "rejected", "review", "quality_gate", "; ".join(built.reasons)
         else:
             self.status = asset.status.value

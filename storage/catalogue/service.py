@@ -104,7 +104,9 @@ REVIEW_TRANSITIONS: dict[tuple[ReviewDecision, AssetStatus], tuple[AssetStatus, 
 
 #: Pipeline (non-review) status changes: from status -> allowed to statuses.
 PIPELINE_TRANSITIONS: dict[AssetStatus, frozenset[AssetStatus]] = {
-    AssetStatus.pending: frozenset({AssetStatus.auto_approved, AssetStatus.needs_review, AssetStatus.failed}),
+    AssetStatus.pending: frozenset(
+        {AssetStatus.auto_approved, AssetStatus.needs_review, AssetStatus.rejected, AssetStatus.failed}
+    ),
     AssetStatus.auto_approved: frozenset({AssetStatus.failed}),
     AssetStatus.needs_review: frozenset({AssetStatus.failed}),
 }
@@ -382,7 +384,7 @@ class Catalogue:
         another process) it is returned unchanged with ``created=False``. Otherwise a new asset is written
         with the photo's next version number, together with its metrics, in one transaction.
         ``status`` may be ``pending`` (default) or the gate's verdict (``auto_approved``,
-        ``needs_review``, ``failed``).
+        ``needs_review``, ``rejected``, ``failed``).
         """
         initial = _as_enum(AssetStatus, status, "asset status")
         if initial not in (AssetStatus.pending, *PIPELINE_TRANSITIONS[AssetStatus.pending]):
@@ -424,7 +426,7 @@ class Catalogue:
             return asset_record(a, a.photo.product.sku)
 
     def set_status(self, asset_id: int, status: AssetStatus | str) -> AssetRecord:
-        """Apply the pipeline's verdict (``pending`` -> ``auto_approved`` / ``needs_review`` / ``failed``).
+        """Apply the pipeline's verdict (``pending`` -> ``auto_approved`` / ``needs_review`` / ``rejected`` / ``failed``).
 
         Reviewer decisions go through `review`; this refuses every change `PIPELINE_TRANSITIONS` lacks.
         """

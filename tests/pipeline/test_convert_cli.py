@@ -49,3 +49,36 @@ def test_convert_fatal_and_refused(tmp_path: Path, photo_bytes: dict[str, bytes]
     assert "fatal" in capsys.readouterr().err
     assert main(["convert", str(tmp_path / "missing.png"), "--out", str(tmp_path / "o")]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+def test_a_photo_the_gate_rejects_is_a_reviewable_rejected_asset(
+    tmp_path: Path, photo_bytes: dict[str, bytes], fast_options: dict, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import yaml
+
+    strict = {**fast_options, "review": {**fast_options["review"], "reject_below_silhouette_iou": 0.999}}
+    (config := tmp_path / "strict.yaml").write_text(yaml.safe_dump(strict))
+    chair = tmp_path / "chair.png"
+    chair.write_bytes(photo_bytes["chair.png"])
+    url = f"sqlite:///{tmp_path / 'cat.db'}"
+    out = tmp_path / "out"
+    assert main(["convert", str(chair), "--out", str(out), "--catalogue-url", url, "--config", str(config)]) == 2
+    assert "silhouette IoU" in capsys.readouterr().err
+    assert not list(out.glob("chair/*/manifest.json"))  # nothing visible to consumers
+    cat = Catalogue(url)
+    try:
+        (asset,) = cat.sku_history("chair")
+        assert asset.status.value == "rejected" and asset.glb_uri
+        (failure,) = cat.failures_since()
+        assert (failure.stage, failure.reason) == ("review", "quality_gate")
+    finally:
+        cat.close()
+    # a reviewer may overturn the gate, with a comment
+    assert main(["review", "approve", str(asset.id), "--reviewer", "ana", "--url", url]) == 2
+    assert "comment" in capsys.readouterr().err
+    assert main(["review", "approve", str(asset.id), "--reviewer", "ana", "--comment", "fine on the shelf", "--url", url]) == 0
+    cat = Catalogue(url)
+    try:
+        assert cat.get_asset(asset.id).status.value == "approved"
+    finally:
+        cat.close()
