@@ -14,6 +14,9 @@ $(STAMP): pyproject.toml | node_modules/.package-lock.json
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH_SPEC)"
 	$(PY) -m pip install -q -e '.[dev]'
+	@# rembg imports pymatting, whose numba kernels compile on first import (~30 s) and are cached in the
+	@# venv: pay that here, once, not in the first photo of the first batch
+	$(PY) -c "import rembg.sessions"
 	touch $(STAMP)
 
 # the Node tools (gltf-validator) pinned in package-lock.json; reinstalled when the lock changes
