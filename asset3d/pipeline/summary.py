@@ -51,7 +51,7 @@ class PhotoOutcome:
         self.asset_id, self.glb_key, self.faces, self.metrics = asset.id, published.glb_uri, built.faces, key_metrics(built.metrics)
         if asset.published_at is not None:
             self.status = "published"
-        elif asset.status.value in ("rejected", "failed"):  # refused by the gate (`failed`: older catalogues)
+        elif asset.status.value == "rejected":  # refused by the gate
             self.status, self.stage, self.reason, self.message = "rejected", "review", "quality_gate", "; ".join(built.reasons)
         else:
             self.status = asset.status.value
