@@ -72,6 +72,22 @@ def test_geglu_inference_path_equals_the_autograd_path(tiny_model: TSR) -> None:
     torch.testing.assert_close(fast, graded.detach(), atol=0, rtol=0)
 
 
+def test_feed_forward_in_row_slices_equals_the_whole_sequence(tiny_model: TSR, tiny_fixture: dict, monkeypatch) -> None:
+    """At inference the feed-forward runs in slices of `FeedForward.rows` tokens (batches flattened)."""
+    from triposr.backbone import FeedForward
+
+    ff = tiny_model.backbone.transformer_blocks[0].ff
+    x = torch.randn(2, 11, ff.net[2].out_features)
+    with torch.no_grad():
+        whole = ff(x)
+        monkeypatch.setattr(FeedForward, "rows", 5)  # 22 rows -> slices of 5, 5, 5, 5, 2, across the batch boundary
+        sliced = ff(x)
+        codes = tiny_model.encode(tiny_fixture["rgb_cond"])
+    assert sliced.shape == whole.shape == x.shape
+    torch.testing.assert_close(sliced, whole, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(codes, tiny_fixture["scene_codes"], atol=1e-5, rtol=1e-4)
+
+
 def test_accepts_uint8_and_lists(tiny_model: TSR, tiny_fixture: dict) -> None:
     import numpy as np
     from PIL import Image
