@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
+import socket
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -84,16 +85,53 @@ def _folder_files(folder: Path) -> tuple[Path, Path]:
     raise ModelNotAvailable(f"model folder {folder} has no weights ({' or '.join(WEIGHT_NAMES)})")
 
 
+PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
+
+
+def hub_offline() -> bool:
+    """True when `HF_HUB_OFFLINE` asks huggingface_hub to stay off the network."""
+    return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+
+
+def hub_endpoint() -> str:
+    """The hub's base URL: `HF_ENDPOINT`, else huggingface_hub's default."""
+    from huggingface_hub import constants
+
+    return os.environ.get("HF_ENDPOINT") or constants.ENDPOINT
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether a TCP connection to the hub endpoint (`HF_ENDPOINT`) opens within `timeout` seconds.
+
+    huggingface_hub retries a failed request with back-off for about 23 s before it falls back to its
+    cache, on every file; this check lets a machine without a route load cached weights at once and
+    fail at once when they are not cached. Behind a proxy (`HTTPS_PROXY`, ...) the endpoint is not
+    dialled directly, so the check is left to huggingface_hub (True).
+    """
+    from urllib.parse import urlsplit
+
+    if any(os.environ.get(name) for name in PROXY_VARIABLES):
+        return True
+    url = urlsplit(hub_endpoint())
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((url.hostname or "", port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
 def _hub_files(hub_id: str) -> tuple[Path, Path]:
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
 
-    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+    offline = hub_offline() or not hub_reachable()
     try:
         config = Path(hf_hub_download(hub_id, CONFIG_NAME, local_files_only=offline))
     except (LocalEntryNotFoundError, OSError, ValueError) as exc:
+        reason = "HF_HUB_OFFLINE is set" if hub_offline() else "the hub cannot be reached"
         raise ModelNotAvailable(
-            f"model {hub_id!r} is not in the local cache and the hub cannot be reached "
+            f"model {hub_id!r} is not in the local cache and {reason} "
             f"({type(exc).__name__}); on a machine with network run `{fetch_command(hub_id)}` "
             f"(or `hf download {hub_id} {CONFIG_NAME} model.ckpt`), or pass a folder holding "
             f"{CONFIG_NAME} and model.ckpt / model.safetensors"

@@ -78,16 +78,22 @@ def run_info(args: argparse.Namespace) -> int:
 
 
 def run_fetch(args: argparse.Namespace) -> int:
-    import os
-
     from huggingface_hub import hf_hub_download
 
-    from triposr.loading import CONFIG_NAME
+    from triposr.loading import CONFIG_NAME, hub_endpoint, hub_offline, hub_reachable
 
-    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+    if hub_offline():
         print(
             f"asset3d model fetch: HF_HUB_OFFLINE is set, so {args.hub_id} cannot be downloaded; "
             "unset it on a machine that can reach the Hugging Face hub and run this command again.",
+            file=sys.stderr,
+        )
+        return 2
+    if not hub_reachable():
+        print(
+            f"asset3d model fetch: cannot open a connection to {hub_endpoint()} (no route, DNS or firewall), "
+            f"so {args.hub_id} cannot be downloaded here; run the same command where the hub can be reached, "
+            "then copy the cache (HF_HOME) or a folder with config.yaml and model.ckpt here.",
             file=sys.stderr,
         )
         return 2

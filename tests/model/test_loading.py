@@ -68,22 +68,58 @@ def _closed_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.parametrize("offline", [True, False])
-def test_hub_id_without_network_raises_model_not_available(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, offline: bool
-) -> None:
+def _no_route_to_the_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, offline: bool) -> Path:
+    """An empty hub cache under tmp_path, and either HF_HUB_OFFLINE or an endpoint nobody listens on."""
+    from huggingface_hub import constants
+
+    from triposr.loading import PROXY_VARIABLES
+
+    cache = tmp_path / "hf" / "hub"
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))  # huggingface_hub read the variable at import
+    for name in PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
     if offline:
         monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     else:
         monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
         monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{_closed_port()}")
+    return cache
+
+
+@pytest.mark.parametrize("offline", [True, False])
+def test_hub_id_without_network_raises_model_not_available(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, offline: bool
+) -> None:
+    _no_route_to_the_hub(tmp_path, monkeypatch, offline)
     with pytest.raises(ModelNotAvailable) as exc:
         load_model("stabilityai/TripoSR")
     message = str(exc.value)
     assert "stabilityai/TripoSR" in message
     assert "asset3d model fetch stabilityai/TripoSR" in message
+    assert ("HF_HUB_OFFLINE is set" if offline else "the hub cannot be reached") in message
+
+
+def test_cached_hub_model_loads_without_a_route_to_the_hub(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_fixture: dict[str, Any]
+) -> None:
+    """A worker without network loads the weights an earlier `asset3d model fetch` left in the hub cache."""
+    from triposr.loading import hub_reachable
+
+    cache = _no_route_to_the_hub(tmp_path, monkeypatch, offline=False)
+    assert not hub_reachable()
+    commit = "0" * 40
+    repo = cache / "models--stabilityai--TripoSR"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+    (repo / "snapshots").mkdir()
+    snapshot = _folder(tmp_path, tiny_fixture, "model.ckpt").rename(repo / "snapshots" / commit)
+    model = load_model("stabilityai/TripoSR", device="cpu", dtype="fp32")
+    assert model.weights_sha256 == sha256_file(snapshot / "model.ckpt")
+    with torch.no_grad():
+        codes = model.encode(tiny_fixture["rgb_cond"])
+    torch.testing.assert_close(codes, tiny_fixture["scene_codes"], atol=1e-5, rtol=1e-4)
 
 
 def test_source_that_is_neither_folder_nor_hub_id(tmp_path: Path) -> None:

@@ -44,3 +44,20 @@ def test_model_fetch_fails_clearly_offline(tmp_path: Path, monkeypatch: pytest.M
     assert main(["model", "fetch", "stabilityai/TripoSR"]) == 2
     assert "stabilityai/TripoSR cannot be downloaded" in capsys.readouterr().err
 
+
+
+def test_model_fetch_without_a_route_to_the_hub(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import socket
+
+    from triposr.loading import PROXY_VARIABLES
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: nothing listens there
+    for name in (*PROXY_VARIABLES, "HF_HUB_OFFLINE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
+    assert main(["model", "fetch", "stabilityai/TripoSR"]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot open a connection to http://127.0.0.1:{port}" in err
+    assert "stabilityai/TripoSR cannot be downloaded here" in err
