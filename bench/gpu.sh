@@ -4,13 +4,19 @@
 #   bash bench/gpu.sh            # needs a CUDA torch in .venv (or python on PATH)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PY=${PY:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python )}
+PY=${PY:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3 )}
 mkdir -p bench/out
+if [ -d .gpu ]; then  # the bundle from bench/gpu_bundle.sh: a worker without network or ../shared
+  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/asset3d-site .gpu/whl/*.whl
+  export PYTHONPATH=/tmp/asset3d-site${PYTHONPATH:+:$PYTHONPATH}
+  export ASSET3D_SHARED=$PWD/.gpu/shared
+  mkdir -p bench/cache && cp -n .gpu/cache/*.pt bench/cache/ 2>/dev/null || true
+fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 "$PY" -c 'import torch; assert torch.cuda.is_available(), "no CUDA device visible to torch"; print(torch.__version__, torch.version.cuda)'
 "$PY" bench/model.py --device cuda --batch 8 --repeats 5 --json bench/out/gpu_eager.json > /dev/null
 "$PY" bench/model.py --device cuda --batch 8 --repeats 5 --compile --json bench/out/gpu_compile.json > /dev/null || echo "torch.compile run failed" >&2
-"$PY" - <<'PY'
+"$PY" - <<'PY' | tee bench/out/gpu_table.md
 import json, pathlib
 rows = [("metric", "eager", "compile")]
 runs = {}
@@ -27,3 +33,4 @@ print("|---|---|---|")
 for k in keys:
     print(f"| {k} | {fmt(runs['eager'].get(k, '-'))} | {fmt(runs['compile'].get(k, '-'))} |")
 PY
+if [ -n "${OUT:-}" ]; then cp bench/out/gpu_*.json bench/out/gpu_table.md "$OUT"/ 2>/dev/null || true; fi
