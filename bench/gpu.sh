@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The model benchmark on a CUDA device, in one call: bf16, batch 1 and 8, eager and torch.compile.
 # Prints a markdown table (for docs/performance.md) and leaves the JSON under bench/out/.
-#   bash bench/gpu.sh            # needs a CUDA torch in .venv (or python on PATH)
+#   bash bench/gpu.sh            # needs a CUDA torch in .venv (or python3 on PATH)
+#   bash bench/gpu_bundle.sh     # first, here: packs .gpu/ for a worker without network or ../shared
 set -euo pipefail
+export PYTHONUNBUFFERED=1
 cd "$(dirname "$0")/.."
 PY=${PY:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3 )}
 mkdir -p bench/out
@@ -15,7 +17,9 @@ fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 "$PY" -c 'import torch; assert torch.cuda.is_available(), "no CUDA device visible to torch"; print(torch.__version__, torch.version.cuda)'
 "$PY" bench/model.py --device cuda --batch 8 --repeats 5 --json bench/out/gpu_eager.json > /dev/null
-"$PY" bench/model.py --device cuda --batch 8 --repeats 5 --compile --json bench/out/gpu_compile.json > /dev/null || echo "torch.compile run failed" >&2
+# compilation can take minutes: bounded, so that the eager table still comes back inside one device call
+timeout "${COMPILE_TIMEOUT_S:-300}" "$PY" bench/model.py --device cuda --batch 8 --repeats 5 --compile \
+  --json bench/out/gpu_compile.json > /dev/null || echo "torch.compile run failed or passed ${COMPILE_TIMEOUT_S:-300} s" >&2
 "$PY" - <<'PY' | tee bench/out/gpu_table.md
 import json, pathlib
 rows = [("metric", "eager", "compile")]
