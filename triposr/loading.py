@@ -127,7 +127,7 @@ def _hub_files(hub_id: str) -> tuple[Path, Path]:
 
     offline = hub_offline() or not hub_reachable()
     try:
-        config = Path(hf_hub_download(hub_id, CONFIG_NAME, local_files_only=offline))
+        config = Path(hf_hub_download(hub_id, CONFIG_NAME, local_files_only=offline, endpoint=hub_endpoint()))
     except (LocalEntryNotFoundError, OSError, ValueError) as exc:
         reason = "HF_HUB_OFFLINE is set" if hub_offline() else "the hub cannot be reached"
         raise ModelNotAvailable(
@@ -139,7 +139,7 @@ def _hub_files(hub_id: str) -> tuple[Path, Path]:
     errors = []
     for name in WEIGHT_NAMES:
         try:
-            return config, Path(hf_hub_download(hub_id, name, local_files_only=offline))
+            return config, Path(hf_hub_download(hub_id, name, local_files_only=offline, endpoint=hub_endpoint()))
         except (EntryNotFoundError, LocalEntryNotFoundError, OSError, ValueError) as exc:
             errors.append(f"{name}: {type(exc).__name__}")
     raise ModelNotAvailable(

@@ -98,8 +98,8 @@ def run_fetch(args: argparse.Namespace) -> int:
         )
         return 2
     try:
-        path = hf_hub_download(args.hub_id, CONFIG_NAME)
-        weights = hf_hub_download(args.hub_id, "model.ckpt")
+        path = hf_hub_download(args.hub_id, CONFIG_NAME, endpoint=hub_endpoint())
+        weights = hf_hub_download(args.hub_id, "model.ckpt", endpoint=hub_endpoint())
     except Exception as exc:  # any network or hub failure is reported, not raised
         print(
             f"asset3d model fetch: could not download {args.hub_id} ({type(exc).__name__}: {str(exc).splitlines()[0]}). "
