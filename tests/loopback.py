@@ -3,7 +3,8 @@
 * ``aws_env`` / ``s3_endpoint`` (session fixtures, re-exported by tests/conftest.py): fake credentials,
   no shared AWS files, and moto's `ThreadedMotoServer` on 127.0.0.1 with an OS-chosen port;
 * `require_postgres`: returns when PostgreSQL answers, skips otherwise, and FAILS under ``CI=true``;
-* `postgres_schema`: a URL whose connections use a brand-new schema in database ``test``, dropped after.
+* `postgres_schema`: a URL whose connections use a brand-new schema in database ``test``, dropped after;
+* `unused_port`: a loopback port nothing listens on (for refused connections, or a server to start).
 
 Override the PostgreSQL server with ``ASSET3D_TEST_POSTGRES_URL``.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import socket
 import uuid
 from collections.abc import Iterator
 
@@ -20,6 +22,13 @@ import pytest
 
 #: The PostgreSQL server of the suites (database ``test``, trust authentication).
 POSTGRES_URL = os.environ.get("ASSET3D_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+def unused_port() -> int:
+    """A TCP port on 127.0.0.1 that the OS just handed out and nothing listens on."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="session")

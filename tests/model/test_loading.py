@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import os
 import pickle
-import socket
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 import yaml
+from loopback import unused_port
 from safetensors.torch import save_file
 
 from triposr import ModelNotAvailable, UnsafeCheckpoint, load_model, sha256_file
@@ -62,12 +62,6 @@ def test_missing_weights_name_the_folder(tmp_path: Path, tiny_fixture: dict[str,
         load_model(folder)
 
 
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _no_route_to_the_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, offline: bool) -> Path:
     """An empty hub cache under tmp_path, and either HF_HUB_OFFLINE or an endpoint nobody listens on."""
     from huggingface_hub import constants
@@ -84,7 +78,7 @@ def _no_route_to_the_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, offlin
         monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     else:
         monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-        monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{_closed_port()}")
+        monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{unused_port()}")
     return cache
 
 

@@ -47,13 +47,11 @@ def test_model_fetch_fails_clearly_offline(tmp_path: Path, monkeypatch: pytest.M
 
 
 def test_model_fetch_without_a_route_to_the_hub(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    import socket
+    from loopback import unused_port
 
     from triposr.loading import PROXY_VARIABLES
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]  # closed again: nothing listens there
+    port = unused_port()
     for name in (*PROXY_VARIABLES, "HF_HUB_OFFLINE"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")

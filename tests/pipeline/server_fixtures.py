@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,16 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from loopback import unused_port
 from pipeline_helpers import POSTGRES_URL
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_for(what: str, probe: Callable[[], Any], timeout: float, every: float = 0.5) -> Any:
@@ -80,7 +74,7 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[st
     home = tmp_path_factory.mktemp("prefect-server")
     databases = _postgres_database()
     pg = next(databases)
-    port = _free_port()
+    port = unused_port()
     env = {
         **os.environ,
         "PREFECT_HOME": str(home),

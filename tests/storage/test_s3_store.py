@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import random
-import socket
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -14,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from loopback import unused_port
 
 from storage import (
     ObjectNotFound,
@@ -91,14 +91,8 @@ def test_missing_bucket_is_permanent(s3_endpoint: str) -> None:
     assert exc.value.reason == "nosuchbucket" and not exc.value.transient
 
 
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_connection_refused_is_transient() -> None:
-    store = S3Store("bucket", endpoint_url=f"http://127.0.0.1:{_closed_port()}", max_attempts=1, connect_timeout=2)
+    store = S3Store("bucket", endpoint_url=f"http://127.0.0.1:{unused_port()}", max_attempts=1, connect_timeout=2)
     with pytest.raises(TransientStorageError) as exc:
         store.get("k")
     assert exc.value.transient and exc.value.reason == "connection"
