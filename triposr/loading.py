@@ -125,11 +125,12 @@ def _hub_files(hub_id: str) -> tuple[Path, Path]:
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
 
-    offline = hub_offline() or not hub_reachable()
+    told_offline = hub_offline()
+    offline = told_offline or not hub_reachable()
     try:
         config = Path(hf_hub_download(hub_id, CONFIG_NAME, local_files_only=offline, endpoint=hub_endpoint()))
     except (LocalEntryNotFoundError, OSError, ValueError) as exc:
-        reason = "HF_HUB_OFFLINE is set" if hub_offline() else "the hub cannot be reached"
+        reason = "HF_HUB_OFFLINE is set" if told_offline else "the hub cannot be reached"
         raise ModelNotAvailable(
             f"model {hub_id!r} is not in the local cache and {reason} "
             f"({type(exc).__name__}); on a machine with network run `{fetch_command(hub_id)}` "
