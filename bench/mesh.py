@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     import trimesh
 
-    from meshing import PRESETS, build_asset
+    from meshing import PRESETS, AssetOptions, build_asset
 
     import_s = time.perf_counter() - t0
     t0 = time.perf_counter()
@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def one(out: Path) -> dict:
         t = time.perf_counter()
-        result = build_asset(mesh, preset, out_dir=out, faces=20_000, previews=True)
+        result = build_asset(mesh, AssetOptions(preset=preset, faces=20_000, previews=True), out_dir=out)
         wall = time.perf_counter() - t
         return {
             "total_s": round(wall, 3),

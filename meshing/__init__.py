@@ -1,16 +1,22 @@
 """From a reconstructed mesh to a marketplace-ready GLB: clean-up, decimation, colour, orientation,
 texture baking, GLB writing and validation, previews, metrics and review. Pure functions; no Prefect.
 
-Entry point: `build_asset(mesh, preset, out_dir=..., field_color=None, metadata=..., real_size_m=None)`.
+Entry point: `build_asset(mesh, AssetOptions(preset="shopify", ...), out_dir=..., field_color=None,
+metadata=...)`; the review gate: `meshing.review.review(metrics) -> GateVerdict`.
 """
 
 from meshing.asset import AssetResult, build_asset, input_view_metrics
 from meshing.errors import MeshingError
+from meshing.options import AssetOptions
 from meshing.presets import PRESETS, Preset, get_preset
+from meshing.review import GateDecision, GateVerdict
 
 __all__ = [
     "PRESETS",
+    "AssetOptions",
     "AssetResult",
+    "GateDecision",
+    "GateVerdict",
     "MeshingError",
     "Preset",
     "build_asset",

@@ -18,8 +18,8 @@ from meshing.decimate import decimate
 from meshing.errors import MeshingError
 from meshing.glb import LimitsCheck, check_limits, inspect_glb, write_glb
 from meshing.metrics import color_error, masked_psnr, mesh_stats, seam_color_difference, silhouette_iou
+from meshing.options import AssetOptions
 from meshing.orient import orient_for_gltf
-from meshing.presets import Preset, get_preset
 from meshing.preview import Camera, render_views, triposr_input_camera, write_previews
 from meshing.texture import bake_texture, textured_mesh, unwrap
 from meshing.validate import ValidationReport, validate_glb
@@ -117,26 +117,14 @@ def input_view_metrics(
 
 def build_asset(
     mesh: trimesh.Trimesh,
-    preset: str | Preset = "web",
+    options: AssetOptions,
     *,
     out_dir: str | Path,
     field_color: FieldColor | None = None,
     metadata: Mapping[str, Any] | None = None,
-    real_size_m: float | None = None,
-    faces: int | None = None,
-    texture_size: int | None = None,
-    draco: bool | None = None,
-    name: str = "asset",
-    previews: bool | str | Path = True,
-    preview_views: int = 8,
-    preview_size: int = 512,
-    min_component_share: float = 0.01,
-    fill_holes: bool = False,
     input_mask: np.ndarray | None = None,
     input_image: np.ndarray | None = None,
     input_camera: Camera | None = None,
-    validate: bool = True,
-    color_points: int = 10_000,
 ) -> AssetResult:
     """Clean, decimate, colour, orient, bake, write, validate, check, preview and measure.
 
@@ -144,25 +132,17 @@ def build_asset(
     ----------
     mesh
         Raw reconstruction in the official z-up frame with vertex colours (or a `field_color`).
-    preset
-        `web`, `shopify`, `amazon` or a `Preset`.
+    options
+        What to build: preset, budgets, compression, previews, clean-up (`AssetOptions`).
     out_dir
-        Folder for `<name>.glb` and `previews/`.
+        Folder for `<options.name>.glb` and the previews.
     field_color
         `(n, 3) float32 official-frame points -> (n, 3) colours in [0, 1]` (e.g. the model's
         colour query); used for vertex colours and texels when given.
     metadata
         Provenance for `asset.extras` (see `METADATA_KEYS`).
-    real_size_m
-        Longest side of the real object in metres; the model is scaled to it.
-    faces, texture_size, draco
-        Overrides of the preset's defaults (checked against its limits).
-    previews
-        Write turntable PNGs and a contact sheet: True for `out_dir/previews`, a folder, or False.
     input_mask, input_image, input_camera
         Framed input photo and its mask, for silhouette IoU and masked PSNR.
-    validate
-        Run the Khronos validator (required for a publishable asset).
 
     Returns
     -------
@@ -174,6 +154,9 @@ def build_asset(
         `preset_unmet` when a request exceeds the preset or the written file breaks a limit;
         `validator_errors` when the file has validator errors; others for bad input.
     """
+    if not isinstance(options, AssetOptions):
+        raise MeshingError("bad_input", f"options: expected AssetOptions, got {type(options).__name__}")
+    o = options
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
 
@@ -183,10 +166,10 @@ def build_asset(
         timings[key] = round(now - t0, 4)
         t0 = now
 
-    p = get_preset(preset)
+    p = o.resolved_preset
     mesh = check_mesh(mesh)
     extras = check_metadata(metadata)
-    target = int(faces) if faces is not None else p.default_faces
+    target = int(o.faces) if o.faces is not None else p.default_faces
     if target > p.max_triangles:
         raise MeshingError(
             "preset_unmet",
@@ -195,7 +178,7 @@ def build_asset(
         )
     size = None
     if p.appearance == "texture":
-        size = int(texture_size) if texture_size is not None else int(p.texture_size or 1024)
+        size = int(o.texture_size) if o.texture_size is not None else int(p.texture_size or 1024)
         if p.max_texture_size and size > p.max_texture_size:
             raise MeshingError(
                 "preset_unmet", f"texture {size} px larger than preset {p.name}'s {p.max_texture_size}"
@@ -204,7 +187,7 @@ def build_asset(
             raise MeshingError(
                 "preset_unmet", f"texture {size} px is not a power of two, which preset {p.name} requires"
             )
-    compress = p.compression == "draco" if draco is None else bool(draco)
+    compress = p.compression == "draco" if o.draco is None else bool(o.draco)
     if compress and "KHR_draco_mesh_compression" not in p.allowed_extensions:
         raise MeshingError("preset_unmet", f"preset {p.name} does not accept Draco compression")
     if field_color is None and vertex_colors_of(mesh) is None:
@@ -213,7 +196,7 @@ def build_asset(
     out_dir.mkdir(parents=True, exist_ok=True)
     lap("checks")
 
-    clean, cleanup = clean_mesh(mesh, min_component_share=min_component_share, fill_holes=fill_holes)
+    clean, cleanup = clean_mesh(mesh, min_component_share=o.min_component_share, fill_holes=o.fill_holes)
     lap("cleanup")
     source = SurfaceIndex(clean) if vertex_colors_of(clean) is not None else None
     low = decimate(clean, target, field_color=field_color, source_index=source)
@@ -232,7 +215,7 @@ def build_asset(
         lap("bake")
     else:
         final_official = low
-    asset, transform = orient_for_gltf(final_official, real_size_m=real_size_m)
+    asset, transform = orient_for_gltf(final_official, real_size_m=o.real_size_m)
     extras["meshing"] = {
         "preset": p.name,
         "faces": int(len(asset.faces)),
@@ -240,16 +223,16 @@ def build_asset(
         "draco": compress,
         "units": "m",
         "frame": "glTF y-up, front +z, resting on y=0",
-        "real_size_m": real_size_m,
+        "real_size_m": o.real_size_m,
         "official_to_asset": transform.round(9).tolist(),
     }
     glb_path = write_glb(
-        asset, out_dir / f"{name}.glb", metadata=extras, draco=compress, texture_format=p.texture_format
+        asset, out_dir / f"{o.name}.glb", metadata=extras, draco=compress, texture_format=p.texture_format
     )
     lap("write")
 
     report = None
-    if validate:
+    if o.validate:
         report = validate_glb(glb_path)
         if report.errors:
             raise MeshingError(
@@ -270,9 +253,8 @@ def build_asset(
 
     preview_paths: list[Path] = []
     sheet = None
-    if previews is not False:
-        folder = out_dir / "previews" if previews is True else Path(previews)
-        pv = write_previews(asset, folder, views=preview_views, size=preview_size)
+    if o.previews:
+        pv = write_previews(asset, out_dir / o.preview_dir, views=o.preview_views, size=o.preview_size)
         preview_paths, sheet = pv.views, pv.contact_sheet
     lap("previews")
 
@@ -291,8 +273,8 @@ def build_asset(
         "limits": {"ok": limits.ok, "failures": limits.failures},
         "cleanup": cleanup.as_dict(),
     }
-    if source is not None and color_points > 0:
-        metrics["color_error"] = color_error(final_official, source, n_points=color_points, seed=0)
+    if source is not None and o.color_points > 0:
+        metrics["color_error"] = color_error(final_official, source, n_points=o.color_points, seed=0)
     if p.appearance == "texture":
         metrics["seams"] = seam_color_difference(final_official)
     view = input_view_metrics(final_official, mask=input_mask, image=input_image, camera=input_camera)

@@ -1,21 +1,23 @@
-"""Review policy: thresholds (from config) turn metrics and intake flags into a decision.
+"""Review gate: thresholds (from config) turn metrics and intake flags into a verdict.
 
-Decisions are `auto_approved`, `needs_review` or `rejected`, always with the reasons listed.
-The default thresholds live in `review_policy.yaml` beside this module.
+A `GateVerdict` holds a `GateDecision` (`auto_approved`, `needs_review` or `rejected`) and the
+reasons, every one naming the rule that fired. The default thresholds live in
+`review_policy.yaml` beside this module. (The catalogue's `storage.catalogue.ReviewDecision` is
+a reviewer's action on a stored asset, a different thing.)
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
+from enum import StrEnum
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
 
 from meshing.errors import MeshingError
 
-Status = Literal["auto_approved", "needs_review", "rejected"]
 DEFAULT_POLICY_PATH = Path(__file__).with_name("review_policy.yaml")
 
 
@@ -84,13 +86,23 @@ def load_policy(source: str | Path | Mapping[str, Any] | None = None) -> ReviewP
     return ReviewPolicy(**kwargs)
 
 
+class GateDecision(StrEnum):
+    """The gate's outcome for one asset (values are the strings stored in JSON and the catalogue)."""
+
+    auto_approved = "auto_approved"
+    needs_review = "needs_review"
+    rejected = "rejected"
+
+
 @dataclass(frozen=True)
-class ReviewDecision:
-    status: Status
+class GateVerdict:
+    """A decision and every rule that fired (empty for `auto_approved`)."""
+
+    status: GateDecision
     reasons: list[str]
 
     def as_dict(self) -> dict[str, Any]:
-        return {"status": self.status, "reasons": list(self.reasons)}
+        return {"status": self.status.value, "reasons": list(self.reasons)}
 
 
 def _get(metrics: Mapping[str, Any], *path: str) -> Any:
@@ -104,7 +116,7 @@ def _get(metrics: Mapping[str, Any], *path: str) -> Any:
 
 def review(
     metrics: Mapping[str, Any], *, intake_flags: Sequence[str] = (), policy: ReviewPolicy | None = None
-) -> ReviewDecision:
+) -> GateVerdict:
     """Decide on one asset.
 
     Parameters
@@ -119,8 +131,9 @@ def review(
 
     Returns
     -------
-    ReviewDecision: `rejected` if any reject rule fires, else `needs_review` if any review rule
-    fires, else `auto_approved`; `reasons` lists every rule that fired.
+    GateVerdict
+        `rejected` if any reject rule fires, else `needs_review` if any review rule fires, else
+        `auto_approved`; `reasons` lists every rule that fired.
     """
     p = policy or load_policy()
     reject: list[str] = []
@@ -172,7 +185,7 @@ def review(
             f"{boundary} boundary edges > {p.approve_max_boundary_edges} (approve_max_boundary_edges)"
         )
     if reject:
-        return ReviewDecision("rejected", reject + hold)
+        return GateVerdict(GateDecision.rejected, reject + hold)
     if hold:
-        return ReviewDecision("needs_review", hold)
-    return ReviewDecision("auto_approved", [])
+        return GateVerdict(GateDecision.needs_review, hold)
+    return GateVerdict(GateDecision.auto_approved, [])

@@ -51,7 +51,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import trimesh
 
-    from meshing import MeshingError, build_asset
+    from meshing import AssetOptions, MeshingError, build_asset
 
     if args.out.suffix.lower() != ".glb":
         print(f"--out {args.out}: expected a .glb path", file=sys.stderr)
@@ -72,19 +72,18 @@ def run(args: argparse.Namespace) -> int:
         print(f"{args.mesh}: cannot read the mesh ({exc})", file=sys.stderr)
         return 2
     try:
-        result = build_asset(
-            mesh,
-            args.preset,
-            out_dir=args.out.parent,
-            name=args.out.stem,
+        options = AssetOptions(
+            preset=args.preset,
             faces=args.faces,
             texture_size=args.texture_size,
             draco=True if args.draco else None,
             real_size_m=args.real_size_m,
+            name=args.out.stem,
             fill_holes=args.fill_holes,
-            previews=args.previews if args.previews is not None else False,
-            metadata=metadata,
+            previews=args.previews is not None,
+            preview_dir=str(args.previews.resolve()) if args.previews is not None else "previews",
         )
+        result = build_asset(mesh, options, out_dir=args.out.parent, metadata=metadata)
     except MeshingError as exc:
         print(
             json.dumps({"error": exc.reason, "message": exc.message, "details": exc.details}), file=sys.stderr

@@ -148,7 +148,7 @@ def build(prepared: Prepared, recon: Reconstruction, loaded: LoadedModel, settin
     meshing.MeshingError
         The preset cannot be met, the validator found errors, or the mesh is unusable.
     """
-    from meshing import build_asset
+    from meshing import AssetOptions, build_asset
     from meshing.review import load_policy, review
 
     ref = prepared.ref
@@ -161,32 +161,35 @@ def build(prepared: Prepared, recon: Reconstruction, loaded: LoadedModel, settin
         "pipeline_version": __version__,
     }
     with tempfile.TemporaryDirectory(prefix="asset3d-build-") as tmp:
-        result = _render_thread.submit(
-            build_asset,
-            recon.mesh,
-            settings.preset,
-            out_dir=tmp,
-            field_color=color_field(loaded, recon.scene_code),
-            metadata=metadata,
+        options = AssetOptions(
+            preset=settings.preset,
             faces=settings.faces,
             texture_size=settings.texture_size,
             name="model",
             previews=True,
             preview_views=settings.preview_views,
             preview_size=settings.preview_size,
+        )
+        result = _render_thread.submit(
+            build_asset,
+            recon.mesh,
+            options,
+            out_dir=tmp,
+            field_color=color_field(loaded, recon.scene_code),
+            metadata=metadata,
             input_mask=prepared.mask,
             input_image=prepared.image,
         ).result()
         files = [AssetFile("model.glb", result.glb_path.read_bytes(), "model/gltf-binary")]
         pictures = [*result.preview_paths, *([result.contact_sheet] if result.contact_sheet else [])]
         files += [AssetFile(f"previews/{p.name}", p.read_bytes(), "image/png") for p in pictures]
-    decision = review(result.metrics, intake_flags=prepared.flags, policy=load_policy(settings.review_thresholds()))
+    verdict = review(result.metrics, intake_flags=prepared.flags, policy=load_policy(settings.review_thresholds()))
     metrics = {k: v for k, v in result.metrics.items() if k != "timings_s"}
     report = {
         "asset_id": asset_id,
         "sku": ref.sku,
         "photo": {"uri": ref.uri, "sha256": prepared.sha256},
-        "review": decision.as_dict(),
+        "review": verdict.as_dict(),
         "intake": prepared.intake,
         "metrics": metrics,
     }
@@ -199,8 +202,8 @@ def build(prepared: Prepared, recon: Reconstruction, loaded: LoadedModel, settin
         photo_sha256=prepared.sha256,
         files=tuple(files),
         metrics=metrics,
-        decision=decision.status,
-        reasons=tuple(decision.reasons),
+        decision=verdict.status.value,
+        reasons=tuple(verdict.reasons),
         faces=int(asset_stats.get("faces", 0)),
         vertices=int(asset_stats.get("vertices", 0)),
         timings_s=dict(result.timings_s),

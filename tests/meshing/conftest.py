@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import trimesh
 
-from meshing import AssetResult, build_asset
+from meshing import AssetOptions, AssetResult, build_asset
 
 
 @pytest.fixture(scope="session")
@@ -26,10 +26,8 @@ def flor_assets(flor: trimesh.Trimesh, tmp_path_factory: pytest.TempPathFactory)
     for preset in ("web", "shopify", "amazon"):
         out[preset] = build_asset(
             flor,
-            preset,
+            AssetOptions(preset=preset, faces=20_000, previews=preset == "web"),
             out_dir=tmp_path_factory.mktemp(preset),
-            faces=20_000,
             metadata={"sku": f"FLOR-{preset}", "run_id": "test-run", "source_photo_sha256": "ab" * 32},
-            previews=preset == "web",
         )
     return out

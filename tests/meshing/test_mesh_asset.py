@@ -14,7 +14,7 @@ import trimesh
 from PIL import Image
 
 from asset3d.commands import mesh2glb
-from meshing import AssetResult, MeshingError, build_asset
+from meshing import AssetOptions, AssetResult, MeshingError, build_asset
 from meshing.colors import SurfaceIndex
 from meshing.glb import check_limits, inspect_glb
 from meshing.metrics import color_error, seam_color_difference
@@ -113,13 +113,13 @@ def test_unmet_preset_fails_clearly(
     flor: trimesh.Trimesh, tmp_path: Path, preset: str, kwargs: dict, needle: str
 ) -> None:
     with pytest.raises(MeshingError) as err:
-        build_asset(flor, preset, out_dir=tmp_path, **kwargs)
+        build_asset(flor, AssetOptions(preset=preset, **kwargs), out_dir=tmp_path)
     assert err.value.reason == "preset_unmet" and needle in str(err.value)
 
 
 def test_bad_metadata_is_refused(flor: trimesh.Trimesh, tmp_path: Path) -> None:
     with pytest.raises(MeshingError) as err:
-        build_asset(flor, "web", out_dir=tmp_path, metadata={"weights_sha256": "not-a-hash"})
+        build_asset(flor, AssetOptions(), out_dir=tmp_path, metadata={"weights_sha256": "not-a-hash"})
     assert err.value.reason == "bad_input" and "weights_sha256" in str(err.value)
 
 
@@ -131,7 +131,10 @@ def test_real_size_and_field_colour(flor: trimesh.Trimesh, tmp_path: Path) -> No
         return np.tile([0.2, 0.4, 0.6], (len(points), 1))
 
     result = build_asset(
-        flor, "web", out_dir=tmp_path, faces=5_000, real_size_m=0.25, field_color=field, previews=False
+        flor,
+        AssetOptions(faces=5_000, real_size_m=0.25, previews=False),
+        out_dir=tmp_path,
+        field_color=field,
     )
     mesh = trimesh.load(result.glb_path, force="mesh")
     assert mesh.extents.max() == pytest.approx(0.25, rel=1e-4)
@@ -173,7 +176,10 @@ def test_textured_preset_bakes_the_field(flor: trimesh.Trimesh, tmp_path: Path) 
         )
 
     result = build_asset(
-        flor, "shopify", out_dir=tmp_path, faces=4_000, texture_size=256, field_color=field, previews=False
+        flor,
+        AssetOptions(preset="shopify", faces=4_000, texture_size=256, previews=False),
+        out_dir=tmp_path,
+        field_color=field,
     )
     mesh = _reload_official(result)
     from meshing.metrics import sample_surface, surface_colors
@@ -181,3 +187,13 @@ def test_textured_preset_bakes_the_field(flor: trimesh.Trimesh, tmp_path: Path) 
     pts, face = sample_surface(mesh, 5_000, seed=2)
     err = np.abs(surface_colors(mesh, pts, face) - field(pts)) * 255
     assert err.mean() < 2.0, err.mean(axis=0)
+
+
+def test_options_are_checked_and_json_ready() -> None:
+    options = AssetOptions(preset="amazon", faces=30_000, draco=True)
+    assert json.loads(json.dumps(options.as_dict()))["faces"] == 30_000
+    assert hash(options) == hash(AssetOptions(preset="amazon", faces=30_000, draco=True))
+    for bad in ({"preset": "etsy"}, {"name": "../x"}, {"faces": 2}, {"color_points": -1}):
+        with pytest.raises(MeshingError) as err:
+            AssetOptions(**bad)
+        assert err.value.reason in ("unknown_preset", "bad_input")

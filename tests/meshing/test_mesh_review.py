@@ -1,11 +1,12 @@
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
 from meshing.errors import MeshingError
-from meshing.review import DEFAULT_POLICY_PATH, ReviewPolicy, load_policy, review
+from meshing.review import DEFAULT_POLICY_PATH, GateDecision, GateVerdict, ReviewPolicy, load_policy, review
 
 GOOD = {
     "validation": {"errors": 0, "warnings": 0},
@@ -29,8 +30,12 @@ def test_default_policy_file_matches_the_dataclass_defaults() -> None:
 
 
 def test_good_asset_is_auto_approved() -> None:
-    decision = review(GOOD)
-    assert decision.status == "auto_approved" and decision.reasons == []
+    verdict = review(GOOD)
+    assert isinstance(verdict, GateVerdict) and verdict.status is GateDecision.auto_approved
+    assert verdict.reasons == []
+    # the enum's values are the strings stored in JSON and the catalogue
+    assert json.loads(json.dumps(verdict.as_dict())) == {"status": "auto_approved", "reasons": []}
+    assert {d.value for d in GateDecision} == {"auto_approved", "needs_review", "rejected"}
 
 
 @pytest.mark.parametrize(
