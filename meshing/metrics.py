@@ -12,6 +12,8 @@ from typing import Any, Literal
 
 import numpy as np
 import trimesh
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
 from meshing.cleanup import vertex_colors_of
@@ -22,27 +24,127 @@ Normalize = Literal["none", "unit_cube"]
 Align = Literal["none", "rotate_icp"]
 
 
-def mesh_stats(mesh: trimesh.Trimesh) -> dict[str, Any]:
-    """Counts and measures of one mesh (units as the mesh's: metres for assets).
+TOPOLOGY_BASIS = "welded_by_position"
+WELD_TOLERANCE = 1e-7  # share of the bounding-box diagonal
+
+
+def weld_by_position(
+    vertices: np.ndarray, faces: np.ndarray, *, tolerance: float = WELD_TOLERANCE
+) -> tuple[np.ndarray, np.ndarray]:
+    """Faces re-indexed so that vertices at the same position are one vertex.
+
+    A texture atlas splits the surface along its UV seams (one vertex per chart at the same
+    position); welding by position alone gives back the surface a customer sees. Positions are
+    snapped to a grid of `tolerance` times the bounding-box diagonal, so exact copies always
+    weld and nearly coincident vertices usually do.
+
+    Parameters
+    ----------
+    vertices
+        (v, 3) float positions.
+    faces
+        (f, 3) int vertex indices.
+    tolerance
+        Grid step as a share of the bounding-box diagonal.
 
     Returns
     -------
-    dict with vertices, faces, components, watertight, winding_consistent, boundary_edges,
-    surface_area, volume (None unless watertight), bbox_min, bbox_max, bbox_size.
+    welded_vertices, welded_faces
+        (w, 3) float positions (one per distinct position) and (f, 3) int faces into them.
     """
-    boundary = trimesh.grouping.group_rows(mesh.edges_sorted, require_count=1)
-    labels = trimesh.graph.connected_component_labels(mesh.face_adjacency, node_count=len(mesh.faces))
-    watertight = bool(mesh.is_watertight)
+    v = np.asarray(vertices, dtype=np.float64).reshape(-1, 3)
+    f = np.asarray(faces, dtype=np.int64).reshape(-1, 3)
+    if len(v) == 0:
+        return v, f
+    lo, hi = v.min(axis=0), v.max(axis=0)
+    step = max(float(np.linalg.norm(hi - lo)) * tolerance, np.finfo(np.float64).tiny)
+    key = np.rint((v - lo) / step).astype(np.int64)
+    _, first, inverse = np.unique(key, axis=0, return_index=True, return_inverse=True)
+    return v[first], inverse.ravel()[f]
+
+
+def topology_stats(mesh: trimesh.Trimesh, *, tolerance: float = WELD_TOLERANCE) -> dict[str, Any]:
+    """Components, open and non-manifold edges of the surface welded by position.
+
+    Counts are taken on `weld_by_position` of the mesh, so UV seams of a texture atlas are
+    neither holes nor cuts. An edge is an unordered pair of welded vertices; a face touching
+    only one welded vertex twice (collapsed by the weld) is ignored.
+
+    Returns
+    -------
+    dict
+        `topology_basis` (`welded_by_position`), `welded_vertices`, `components` (faces
+        connected through shared edges, whatever the number of faces on the edge),
+        `boundary_edges` (edges of one face), `non_manifold_edges` (edges of three or more
+        faces), `watertight` (no boundary and no non-manifold edge), `winding_consistent`
+        (every two-face edge is traversed in opposite directions by its faces).
+    """
+    verts, faces = weld_by_position(mesh.vertices, mesh.faces, tolerance=tolerance)
+    ok = (faces[:, 0] != faces[:, 1]) & (faces[:, 1] != faces[:, 2]) & (faces[:, 2] != faces[:, 0])
+    faces = faces[ok]
+    out: dict[str, Any] = {"topology_basis": TOPOLOGY_BASIS, "welded_vertices": int(len(verts))}
+    if len(faces) == 0:
+        out.update(components=0, boundary_edges=0, non_manifold_edges=0, watertight=False, winding_consistent=True)
+        return out
+    directed = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])  # (3f, 2)
+    undirected = np.sort(directed, axis=1)
+    _, edge_id, count = np.unique(undirected, axis=0, return_inverse=True, return_counts=True)
+    edge_id = edge_id.ravel()
+    face_of = np.tile(np.arange(len(faces)), 3)
+    # faces joined through the edges they share (bipartite face-edge graph, squared)
+    incidence = coo_matrix(
+        (np.ones(len(edge_id)), (face_of, edge_id)), shape=(len(faces), len(count))
+    ).tocsr()
+    n_components, _ = connected_components(incidence @ incidence.T, directed=False)
+    # a two-face edge is consistently wound when its two traversals run in opposite directions
+    forward = directed[:, 0] < directed[:, 1]
+    two = count[edge_id] == 2
+    fwd_per_edge = np.bincount(edge_id[two], weights=forward[two].astype(np.float64), minlength=len(count))
+    winding_ok = bool(np.all(fwd_per_edge[count == 2] == 1))
+    boundary = int((count == 1).sum())
+    non_manifold = int((count > 2).sum())
+    out.update(
+        components=int(n_components),
+        boundary_edges=boundary,
+        non_manifold_edges=non_manifold,
+        watertight=boundary == 0 and non_manifold == 0,
+        winding_consistent=winding_ok,
+    )
+    return out
+
+
+def mesh_stats(mesh: trimesh.Trimesh) -> dict[str, Any]:
+    """Counts and measures of one mesh (units as the mesh's: metres for assets).
+
+    Topology (components, boundary and non-manifold edges, watertight, winding) is measured on
+    the mesh welded by position (`topology_stats`): a textured mesh split along its UV seams
+    counts like the surface it shows. `vertices` is the stored count (seam copies included).
+
+    Returns
+    -------
+    dict with vertices, welded_vertices, faces, topology_basis, components, boundary_edges,
+    non_manifold_edges, watertight, winding_consistent, surface_area, volume (None unless
+    watertight), bbox_min, bbox_max, bbox_size.
+    """
+    topo = topology_stats(mesh)
     lo, hi = np.asarray(mesh.bounds, dtype=np.float64)
+    volume = None
+    if topo["watertight"]:
+        # divergence theorem over the triangles: independent of how vertices are shared
+        tri = np.asarray(mesh.triangles, dtype=np.float64)  # (f, 3, 3)
+        volume = float(abs(np.einsum("ij,ij->i", tri[:, 0], np.cross(tri[:, 1], tri[:, 2])).sum()) / 6.0)
     return {
         "vertices": int(len(mesh.vertices)),
+        "welded_vertices": topo["welded_vertices"],
         "faces": int(len(mesh.faces)),
-        "components": int(labels.max() + 1) if len(labels) else 0,
-        "watertight": watertight,
-        "winding_consistent": bool(mesh.is_winding_consistent),
-        "boundary_edges": int(len(boundary)),
+        "topology_basis": topo["topology_basis"],
+        "components": topo["components"],
+        "watertight": topo["watertight"],
+        "winding_consistent": topo["winding_consistent"],
+        "boundary_edges": topo["boundary_edges"],
+        "non_manifold_edges": topo["non_manifold_edges"],
         "surface_area": float(mesh.area),
-        "volume": float(abs(mesh.volume)) if watertight else None,
+        "volume": volume,
         "bbox_min": lo.tolist(),
         "bbox_max": hi.tolist(),
         "bbox_size": (hi - lo).tolist(),

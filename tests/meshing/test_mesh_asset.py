@@ -13,7 +13,7 @@ import pytest
 import trimesh
 from PIL import Image
 
-from asset3d.commands import mesh2glb
+from asset3d.cli import mesh2glb
 from meshing import AssetOptions, AssetResult, MeshingError, build_asset
 from meshing.colors import SurfaceIndex
 from meshing.glb import check_limits, inspect_glb
@@ -197,3 +197,36 @@ def test_options_are_checked_and_json_ready() -> None:
         with pytest.raises(MeshingError) as err:
             AssetOptions(**bad)
         assert err.value.reason in ("unknown_preset", "bad_input")
+
+
+def test_topology_is_that_of_the_welded_surface_for_every_preset(
+    flor: trimesh.Trimesh, flor_assets: dict[str, AssetResult]
+) -> None:
+    from meshing.cleanup import clean_mesh
+    from meshing.decimate import decimate_geometry
+    from meshing.metrics import mesh_stats, topology_stats
+
+    clean, _ = clean_mesh(flor)
+    reference = mesh_stats(decimate_geometry(clean, 20_000))
+    for preset, result in flor_assets.items():
+        stored = result.metrics["asset"]
+        assert stored["topology_basis"] == "welded_by_position"
+        for key in ("components", "boundary_edges"):
+            assert abs(stored[key] - reference[key]) <= 2, (preset, key, stored[key], reference[key])
+        # the written file, read back and welded, shows the same surface
+        from_file = topology_stats(trimesh.load(result.glb_path, force="mesh", process=False))
+        assert from_file["components"] == stored["components"], preset
+        assert from_file["boundary_edges"] == stored["boundary_edges"], preset
+    counts = {(r.metrics["asset"]["components"], r.metrics["asset"]["boundary_edges"]) for r in flor_assets.values()}
+    assert max(c for c, _ in counts) - min(c for c, _ in counts) <= 2
+    assert max(b for _, b in counts) - min(b for _, b in counts) <= 2
+
+
+@pytest.mark.parametrize("preset", ["shopify", "amazon"])
+def test_textured_preset_passes_the_default_topology_rules(flor_assets: dict[str, AssetResult], preset: str) -> None:
+    from meshing.review import load_policy, review
+
+    policy = load_policy()
+    verdict = review(flor_assets[preset].metrics, policy=policy)
+    assert not [r for r in verdict.reasons if "approve_max_components" in r or "approve_max_boundary_edges" in r]
+    assert flor_assets[preset].metrics["asset"]["components"] <= policy.approve_max_components

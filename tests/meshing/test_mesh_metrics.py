@@ -78,3 +78,31 @@ def test_iou_and_psnr_known_values() -> None:
     assert masked_psnr(img, other, ~a) == float("inf")
     with pytest.raises(MeshingError):
         silhouette_iou(a, b[:5])
+
+
+def test_uv_seams_are_neither_holes_nor_cuts() -> None:
+    # a closed sphere split into one chart per face (every edge a UV seam), as a texture atlas does
+    sphere = trimesh.creation.icosphere(subdivisions=2)
+    split = trimesh.Trimesh(
+        vertices=sphere.vertices[sphere.faces.ravel()],
+        faces=np.arange(3 * len(sphere.faces)).reshape(-1, 3),
+        process=False,
+    )
+    assert len(split.vertices) == 3 * len(sphere.faces)
+    stats = mesh_stats(split)
+    assert stats["topology_basis"] == "welded_by_position"
+    assert stats["components"] == 1 and stats["boundary_edges"] == 0 and stats["non_manifold_edges"] == 0
+    assert stats["watertight"] and stats["winding_consistent"]
+    assert stats["welded_vertices"] == len(sphere.vertices) and stats["vertices"] == len(split.vertices)
+    assert stats["volume"] == pytest.approx(sphere.volume)
+
+
+def test_non_manifold_edges_join_their_faces_into_one_component() -> None:
+    # three triangles on one edge (a "book" of three pages) and a separate triangle
+    vertices = np.array(
+        [[0, 0, 0], [0, 0, 1], [1, 0, 0], [0, 1, 0], [-1, 0, 0], [5, 5, 5], [6, 5, 5], [5, 6, 5]], float
+    )
+    faces = np.array([[0, 1, 2], [1, 0, 3], [0, 1, 4], [5, 6, 7]])
+    stats = mesh_stats(trimesh.Trimesh(vertices=vertices, faces=faces, process=False))
+    assert stats["components"] == 2 and stats["non_manifold_edges"] == 1
+    assert stats["boundary_edges"] == 3 * 2 + 3 and not stats["watertight"]
