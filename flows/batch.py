@@ -42,8 +42,8 @@ from asset3d.pipeline.assets import BuiltAsset, Published
 from asset3d.pipeline.errors import describe
 from asset3d.pipeline.photos import Fetched, PhotoFacts, PhotoRef, Prepared
 from asset3d.pipeline.records import ConvertedPhoto, RunContext
+from asset3d.pipeline.settings import Settings
 from asset3d.pipeline.summary import BatchSummary, PhotoOutcome
-from asset3d.settings import Settings
 from storage.catalogue import AssetStatus, RunStatus, conversion_key
 from tasks import stages
 from tasks.policy import configured

@@ -7,7 +7,7 @@ from typing import Any
 
 from prefect import flow
 
-from asset3d.settings import load_settings
+from asset3d.pipeline.settings import load_settings
 from flows.batch import convert_photos
 
 
@@ -34,7 +34,7 @@ def convert_batch(
     dest
         Where assets are published (default: the ``dest`` setting).
     preset, model, catalogue_url, sku_pattern, sidecar, batch_size, fan_out
-        Override the settings of the same name (`asset3d.settings.Settings`).
+        Override the settings of the same name (`asset3d.pipeline.settings.Settings`).
     options
         Any other settings, by field name (e.g. ``{"mc_resolution": 128, "review": {...}}``).
     """

@@ -6,7 +6,7 @@ from typing import Any
 
 from prefect import flow
 
-from asset3d.settings import load_settings
+from asset3d.pipeline.settings import load_settings
 from flows.batch import convert_photos
 
 

@@ -2,7 +2,7 @@
 
 Open a store from a URI and use the same seven operations whatever is behind it::
 
-    from storage import open_store
+    from storage import open_store   # storage.stores: the URI -> backend switch
 
     photos = open_store("s3://shop-photos/incoming")      # or "file:///srv/buckets/photos", "buckets/photos"
     for obj in photos.list("sku-123/"):                     # ObjectInfo(key, size, etag, last_modified)
@@ -38,7 +38,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote
 
 from storage.errors import InvalidKey, ObjectNotFound, PermanentStorageError
 
@@ -287,53 +287,3 @@ class ObjectStore(ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.uri!r})"
-
-
-def open_store(uri: str | Path) -> ObjectStore:
-    """Open the store a URI names.
-
-    Parameters
-    ----------
-    uri
-        ``s3://bucket`` or ``s3://bucket/prefix`` (boto3 with the standard configuration chain:
-        ``AWS_ENDPOINT_URL`` / ``AWS_ENDPOINT_URL_S3``, ``AWS_PROFILE``, ``AWS_REGION``, credentials),
-        ``file:///absolute/path``, or a plain filesystem path (relative paths resolve against the current
-        directory).
-
-    Raises
-    ------
-    PermanentStorageError
-        ``reason="unsupported_uri"`` for any other scheme, or a malformed URI.
-    """
-    text = str(uri)
-    if not text:
-        raise PermanentStorageError("store URI is empty", reason="unsupported_uri")
-    if "://" not in text:
-        from storage.local import LocalStore
-
-        return LocalStore(Path(text))
-    parts = urlsplit(text)
-    scheme = parts.scheme.lower()
-    if scheme == "s3":
-        if not parts.netloc:
-            raise PermanentStorageError(f"store URI {text!r} has no bucket", reason="unsupported_uri", key=text)
-        if parts.query or parts.fragment:
-            raise PermanentStorageError(f"store URI {text!r}: query and fragment are not supported", reason="unsupported_uri", key=text)
-        from storage.s3 import S3Store
-
-        return S3Store(parts.netloc, parts.path.strip("/"))
-    if scheme == "file":
-        if parts.netloc not in ("", "localhost"):
-            raise PermanentStorageError(
-                f"store URI {text!r}: remote file hosts are not supported (use file:///abs/path)",
-                reason="unsupported_uri",
-                key=text,
-            )
-        from storage.local import LocalStore
-
-        return LocalStore(Path(unquote(parts.path)))
-    raise PermanentStorageError(
-        f"store URI {text!r}: unsupported scheme {scheme!r} (use s3://, file:// or a plain path)",
-        reason="unsupported_uri",
-        key=text,
-    )

@@ -23,7 +23,7 @@ from prefect.tasks import exponential_backoff
 
 from asset3d import __version__
 from asset3d.pipeline.errors import is_transient
-from asset3d.settings import Settings
+from asset3d.pipeline.settings import Settings
 
 #: Defaults of the decorators; `configured` replaces them with the settings of a run.
 RETRIES = 3

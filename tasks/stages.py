@@ -40,7 +40,7 @@ from asset3d.pipeline.assets import BuiltAsset, Published
 from asset3d.pipeline.models import Reconstruction
 from asset3d.pipeline.photos import Fetched, PhotoFacts, PhotoRef, Prepared
 from asset3d.pipeline.records import ConvertedPhoto, RunContext
-from asset3d.settings import Settings
+from asset3d.pipeline.settings import Settings
 from storage.catalogue import AssetRecord, FailureRecord, RunStatus
 from tasks.policy import CACHE_FOR, RETRIES, RETRY_DELAY_S, RETRY_JITTER, content_key, retry_transient
 

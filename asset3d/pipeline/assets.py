@@ -30,7 +30,7 @@ from typing import Any, Literal
 from asset3d import __version__
 from asset3d.pipeline.models import LoadedModel, Reconstruction, color_field
 from asset3d.pipeline.photos import Prepared
-from asset3d.settings import Settings
+from asset3d.pipeline.settings import Settings
 from storage import ObjectNotFound, open_store
 
 Decision = Literal["auto_approved", "needs_review", "rejected"]

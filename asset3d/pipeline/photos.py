@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from asset3d.pipeline.errors import StageError
-from asset3d.settings import Settings
+from asset3d.pipeline.settings import Settings
 from storage import ObjectNotFound, open_store, validate_key
 from storage.objects import ObjectStore
 

@@ -22,7 +22,7 @@ from asset3d import __version__
 from asset3d.pipeline.assets import BuiltAsset, Published, flat_metrics
 from asset3d.pipeline.errors import describe, is_transient
 from asset3d.pipeline.photos import PhotoFacts, PhotoRef
-from asset3d.settings import Settings
+from asset3d.pipeline.settings import Settings
 from storage.catalogue import AssetRecord, AssetStatus, Catalogue, FailureRecord, params_hash
 
 _GATE_STATUS = {

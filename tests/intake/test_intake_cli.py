@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from asset3d.commands import preprocess as command
+from asset3d.cli import preprocess as command
 
 
 def cli(argv: list[str]) -> int:

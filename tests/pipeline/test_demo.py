@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from asset3d.cli import main
-from asset3d.commands.demo import EXAMPLES
+from asset3d.cli.demo import EXAMPLES
 from intake import decode_image
 from storage.catalogue import Catalogue
 

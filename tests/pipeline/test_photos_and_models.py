@@ -9,7 +9,7 @@ import pytest
 from asset3d.pipeline import models
 from asset3d.pipeline.errors import StageError
 from asset3d.pipeline.photos import discover, parse_sidecar, sku_for
-from asset3d.settings import load_settings
+from asset3d.pipeline.settings import load_settings
 
 
 def test_sku_from_parent_folder_pattern_or_sidecar() -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from asset3d.settings import CONVERSION_FIELDS, SettingsError, load_settings
+from asset3d.pipeline.settings import CONVERSION_FIELDS, SettingsError, load_settings
 
 
 @pytest.fixture(autouse=True)

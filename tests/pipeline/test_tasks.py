@@ -14,7 +14,7 @@ from pipeline_helpers import S3FaultProxy
 from asset3d.pipeline import models, photos
 from asset3d.pipeline.errors import StageError, is_transient
 from asset3d.pipeline.photos import PhotoRef
-from asset3d.settings import Settings, load_settings
+from asset3d.pipeline.settings import Settings, load_settings
 from intake import IntakeError
 from meshing import MeshingError
 from storage import ObjectTooLarge, PermanentStorageError, TransientStorageError

@@ -9,9 +9,9 @@ from collections.abc import Sequence
 
 import pytest
 
-from asset3d.commands import catalogue as catalogue_cmd
-from asset3d.commands import db as db_cmd
-from asset3d.commands import review as review_cmd
+from asset3d.cli import catalogue as catalogue_cmd
+from asset3d.cli import db as db_cmd
+from asset3d.cli import review as review_cmd
 from storage.catalogue import AssetStatus, Catalogue, params_hash
 
 WEIGHTS = hashlib.sha256(b"w").hexdigest()

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import torch
 
-from triposr.data.synthetic import SynthConfig, make_dataset
+from training.data.synthetic import SynthConfig, make_dataset
 
 # small files, same generator: a few seconds for the whole session
 SMALL = SynthConfig(cond_size=256, view_size=256, views=3, n_surface=2048, n_near=2048, n_uniform=2048)

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import trimesh
 
-from triposr.data.cameras import CameraSpec, project
+from training.data.cameras import CameraSpec, project
 
 
 def raster_mask(mesh: trimesh.Trimesh, camera: CameraSpec, supersample: int = 4) -> np.ndarray:

@@ -14,10 +14,10 @@ from PIL import Image
 from meshing.metrics import silhouette_iou
 from tests.training.conftest import SMALL
 from tests.training.helpers import raster_mask, winding_number
-from triposr.data.cameras import INPUT_FOVY_DEG, camera_rays, input_camera, orbit_camera, project
-from triposr.data.dataset import DatasetError, SyntheticDataset
-from triposr.data.shapes import KINDS, make_shape
-from triposr.data.synthetic import MAX_EXTENT, make_dataset, make_object, mesh_from_sdf
+from training.data.cameras import INPUT_FOVY_DEG, camera_rays, input_camera, orbit_camera, project
+from training.data.dataset import DatasetError, SyntheticDataset
+from training.data.shapes import KINDS, make_shape
+from training.data.synthetic import MAX_EXTENT, make_dataset, make_object, mesh_from_sdf
 
 
 def test_layout_and_meshes_watertight(small_dataset: Path) -> None:

@@ -12,10 +12,9 @@ import trimesh
 
 from asset3d.cli import main
 from meshing.metrics import chamfer_fscore
-from triposr import load_model
-from triposr.data.dataset import SyntheticDataset
-from triposr.data.synthetic import SynthConfig, make_dataset
-from triposr.evaluation import (
+from training.data.dataset import SyntheticDataset
+from training.data.synthetic import SynthConfig, make_dataset
+from training.evaluation import (
     EMPTY_CHAMFER,
     METRIC_KEYS,
     EvalProtocol,
@@ -24,6 +23,7 @@ from triposr.evaluation import (
     score,
     sphere_baseline,
 )
+from triposr import load_model
 
 HELD_OUT_SEED = 2  # the demo model was trained on seed 1
 

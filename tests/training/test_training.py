@@ -13,9 +13,8 @@ import torch
 import yaml
 
 from asset3d.cli import main
-from triposr import TSR, load_model
-from triposr.data.dataset import SyntheticDataset
-from triposr.training import (
+from training.data.dataset import SyntheticDataset
+from training.recipe import (
     TrainConfig,
     build_model,
     compute_losses,
@@ -26,6 +25,7 @@ from triposr.training import (
     train,
     warmup_length,
 )
+from triposr import TSR, load_model
 
 FAST = {"batch_size": 2, "render_rays": 64, "render_samples": 8, "view_size": 32, "occupancy_points": 512,
         "color_points": 128, "log_every": 1, "checkpoint_every": 2, "num_threads": None}
@@ -119,8 +119,8 @@ def test_fine_tune_from_a_load_model_source(tmp_path: Path, small_dataset: Path,
 
 
 def test_gradient_checkpointing_gives_the_same_gradients(small_dataset: Path, tiny_config: dict[str, Any]) -> None:
+    from training.recipe import enable_gradient_checkpointing
     from triposr.renderer import TriplaneNeRFRenderer
-    from triposr.training import enable_gradient_checkpointing
 
     cfg = tiny_train_config(tiny_config)
     data = SyntheticDataset(small_dataset, cond_size=64, view_size=cfg.view_size)

@@ -34,9 +34,9 @@ import torch
 import torch.nn.functional as F
 import yaml
 
+from training.data.cameras import camera_rays
+from training.data.dataset import ObjectRecord, SyntheticDataset
 from triposr.config import load_config_file
-from triposr.data.cameras import camera_rays
-from triposr.data.dataset import ObjectRecord, SyntheticDataset
 from triposr.devices import cpu_has_native_bf16, pick_device
 from triposr.model import TSR
 from triposr.renderer import TriplaneNeRFRenderer

@@ -7,7 +7,7 @@ import json
 import sys
 from typing import Any
 
-from asset3d.commands.convert import add_settings_options, print_report, settings_from
+from asset3d.cli.convert import add_settings_options, print_report, settings_from
 
 FAILED = ("failed", "rejected")
 
@@ -56,8 +56,8 @@ def _explicit(args: argparse.Namespace) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     from asset3d.pipeline.errors import describe
+    from asset3d.pipeline.settings import SettingsError
     from asset3d.pipeline.summary import BatchSummary
-    from asset3d.settings import SettingsError
 
     try:
         settings = settings_from(args, dest=args.dest, sku_pattern=args.sku_pattern, sidecar=args.sidecar, fan_out=args.fan_out)

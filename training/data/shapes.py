@@ -3,7 +3,7 @@
 Every shape is built in its own local frame (z up, metres-free units of about 1) from a few
 primitives combined by union and subtraction. A `Shape` is pure data plus two pure functions of
 points: `sdf(points) -> (N,)` (negative inside) and `color(points) -> (N, 3)`; meshing, posing and
-rendering live in `triposr.data.render`.
+rendering live in `training.data.render`.
 
 Kinds: carton, can, bottle, jar, ball, cone, mug (with a handle), stool, chair; each with random
 proportions, base colours, stripes and printed-label patterns drawn from a `numpy.random.Generator`,

@@ -15,7 +15,7 @@ import argparse
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from asset3d.commands._catalogue import (
+from asset3d.cli._catalogue import (
     guarded,
     json_option,
     print_json,

@@ -33,8 +33,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from triposr.data.dataset import DatasetError, SyntheticDataset
-    from triposr.evaluation import EvalProtocol, evaluate, format_table, per_kind
+    from training.data.dataset import DatasetError, SyntheticDataset
+    from training.evaluation import EvalProtocol, evaluate, format_table, per_kind
     from triposr.loading import ModelNotAvailable, load_model
 
     try:

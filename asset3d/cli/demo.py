@@ -43,8 +43,8 @@ def run(args: argparse.Namespace) -> int:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     from asset3d.pipeline.errors import describe
     from asset3d.pipeline.models import choose_model
+    from asset3d.pipeline.settings import SettingsError, load_settings
     from asset3d.pipeline.summary import BatchSummary
-    from asset3d.settings import SettingsError, load_settings
 
     if not args.photos.is_dir() or not any(args.photos.rglob("*.*")):
         print(f"asset3d demo: no sample photos in {args.photos}", file=sys.stderr)
@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
 
 def print_catalogue(url: str) -> None:
     """The catalogue summary: assets by status, then every asset."""
-    from asset3d.commands._catalogue import print_table
+    from asset3d.cli._catalogue import print_table
     from storage.catalogue import Catalogue
 
     cat = Catalogue(url)

@@ -15,7 +15,7 @@ import argparse
 import sys
 from collections.abc import Callable
 
-from asset3d.commands._catalogue import resolved_url, url_options
+from asset3d.cli._catalogue import resolved_url, url_options
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from asset3d.commands._catalogue import guarded, json_option, print_json, url_options
+from asset3d.cli._catalogue import guarded, json_option, print_json, url_options
 
 if TYPE_CHECKING:
     from storage.catalogue import Catalogue

@@ -19,8 +19,8 @@ import torch.nn.functional as F
 import trimesh
 from PIL import Image
 
-from triposr.data.cameras import CameraSpec
-from triposr.data.synthetic import DATASET_FILE
+from training.data.cameras import CameraSpec
+from training.data.synthetic import DATASET_FILE
 
 
 class DatasetError(ValueError):

@@ -27,7 +27,7 @@ import torch
 import trimesh
 
 from meshing.metrics import chamfer_fscore
-from triposr.data.dataset import SyntheticDataset
+from training.data.dataset import SyntheticDataset
 from triposr.model import TSR
 
 THRESHOLDS: tuple[float, ...] = (0.1, 0.2, 0.5)

@@ -35,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_make(args: argparse.Namespace) -> int:
-    from triposr.data.synthetic import SynthConfig, make_dataset
+    from training.data.synthetic import SynthConfig, make_dataset
 
     if args.count < 1 or args.views < 1 or args.view_size < 8 or args.cond_size < 16:
         print("asset3d dataset make: --count and --views must be >= 1, sizes positive", file=sys.stderr)

@@ -1,6 +1,6 @@
 """The `asset3d` command line.
 
-Each subcommand lives in its own module under `asset3d/commands/` and exposes
+Each subcommand lives in its own module under `asset3d/cli/` and exposes
 `register(subparsers)`, which adds its parser and sets `func` (args -> exit code).
 Exit codes: 0 success, 1 unexpected error, 2 refused input or partial failure.
 """
@@ -16,22 +16,22 @@ from asset3d import __version__
 
 # Order is the order `asset3d --help` lists them in.
 COMMAND_MODULES: tuple[str, ...] = (
-    "asset3d.commands.demo",
-    "asset3d.commands.convert",
-    "asset3d.commands.run_batch",
-    "asset3d.commands.nightly",
-    "asset3d.commands.emit_batch",
-    "asset3d.commands.watch",
-    "asset3d.commands.deploy",
-    "asset3d.commands.model",
-    "asset3d.commands.dataset",
-    "asset3d.commands.train",
-    "asset3d.commands.eval",
-    "asset3d.commands.preprocess",
-    "asset3d.commands.mesh2glb",
-    "asset3d.commands.catalogue",
-    "asset3d.commands.review",
-    "asset3d.commands.db",
+    "asset3d.cli.demo",
+    "asset3d.cli.convert",
+    "asset3d.cli.run_batch",
+    "asset3d.cli.nightly",
+    "asset3d.cli.emit_batch",
+    "asset3d.cli.watch",
+    "asset3d.cli.deploy",
+    "asset3d.cli.model",
+    "asset3d.cli.dataset",
+    "asset3d.cli.train",
+    "asset3d.cli.eval",
+    "asset3d.cli.preprocess",
+    "asset3d.cli.mesh2glb",
+    "asset3d.cli.catalogue",
+    "asset3d.cli.review",
+    "asset3d.cli.db",
 )
 
 

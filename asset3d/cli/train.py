@@ -28,9 +28,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from triposr.data.dataset import DatasetError
+    from training.data.dataset import DatasetError
+    from training.recipe import TrainConfig, train
     from triposr.loading import ModelNotAvailable
-    from triposr.training import TrainConfig, train
 
     try:
         cfg = TrainConfig.from_file(args.config)

@@ -2,7 +2,7 @@
 
 ::
 
-    from asset3d.settings import load_settings
+    from asset3d.pipeline.settings import load_settings
 
     s = load_settings()                                   # env + $ASSET3D_CONFIG file + defaults
     s = load_settings(preset="shopify", batch_size=8)     # explicit values win over everything

@@ -27,7 +27,7 @@ def add_settings_options(p: argparse.ArgumentParser) -> None:
 
 
 def settings_from(args: argparse.Namespace, **extra: Any) -> Any:
-    from asset3d.settings import load_settings
+    from asset3d.pipeline.settings import load_settings
 
     return load_settings(
         args.config, preset=args.preset, model=args.model, catalogue_url=args.catalogue_url,
@@ -54,7 +54,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from asset3d.pipeline.errors import describe
-    from asset3d.settings import SettingsError
+    from asset3d.pipeline.settings import SettingsError
 
     missing = [str(p) for p in args.images if not p.is_file()]
     if missing:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from asset3d.commands.convert import add_settings_options, print_report, settings_from
+from asset3d.cli.convert import add_settings_options, print_report, settings_from
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -27,8 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from asset3d.pipeline.errors import describe
+    from asset3d.pipeline.settings import SettingsError
     from asset3d.pipeline.summary import BatchSummary
-    from asset3d.settings import SettingsError
 
     try:
         settings = settings_from(args, source=args.source, dest=args.dest)

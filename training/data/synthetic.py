@@ -5,7 +5,7 @@ index])`, so object i of a seed is the same whatever the count, and the same see
 
 Steps for one object:
 
-1. draw a shape (`triposr.data.shapes`) of kind `KINDS[(seed + index) % len(KINDS)]`;
+1. draw a shape (`training.data.shapes`) of kind `KINDS[(seed + index) % len(KINDS)]`;
 2. mesh its signed distance with marching cubes (PyMCubes) on a grid padded with outside values, so
    the mesh is closed (watertight), then colour the vertices with the shape's procedural colours;
 3. pose it: a random turn about z (any angle) and a tilt toward the camera of 0-25 deg (a photo
@@ -32,7 +32,7 @@ import mcubes
 import numpy as np
 import trimesh
 
-from triposr.data.cameras import (
+from training.data.cameras import (
     FOREGROUND_RATIO,
     INPUT_DISTANCE,
     INPUT_FOVY_DEG,
@@ -40,7 +40,7 @@ from triposr.data.cameras import (
     input_camera,
     orbit_camera,
 )
-from triposr.data.shapes import KINDS, Shape, make_shape
+from training.data.shapes import KINDS, Shape, make_shape
 
 SCENE_RADIUS = 0.87
 MAX_EXTENT = 0.82  # every vertex stays inside [-0.82, 0.82]^3, well within the scene box

@@ -1,1 +1,0 @@
-"""One module per `asset3d` subcommand; each defines `register(subparsers)`."""
