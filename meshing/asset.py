@@ -17,6 +17,7 @@ from meshing.colors import FieldColor, SurfaceIndex, sample_colors
 from meshing.decimate import decimate
 from meshing.errors import MeshingError
 from meshing.glb import LimitsCheck, check_limits, inspect_glb, write_glb
+from meshing.materials import MaterialSpec, needs_double_sided
 from meshing.metrics import color_error, masked_psnr, mesh_stats, seam_color_difference, silhouette_iou
 from meshing.options import AssetOptions
 from meshing.orient import orient_for_gltf
@@ -211,10 +212,12 @@ def build_asset(
             return sample_colors(points, source=source, field_color=field_color, k=1)
 
         baked = bake_texture(low, atlas, color_fn, size=size)
-        final_official = textured_mesh(low, atlas, baked.image)
+        final_official = textured_mesh(low, atlas, baked.image, roughness=p.roughness)
         lap("bake")
     else:
         final_official = low
+    sides = needs_double_sided(final_official)
+    material = MaterialSpec(roughness=p.roughness, double_sided=sides.double_sided, orm_texture=p.orm_texture)
     asset, transform = orient_for_gltf(final_official, real_size_m=o.real_size_m)
     extras["meshing"] = {
         "preset": p.name,
@@ -225,9 +228,15 @@ def build_asset(
         "frame": "glTF y-up, front +z, resting on y=0",
         "real_size_m": o.real_size_m,
         "official_to_asset": transform.round(9).tolist(),
+        "material": material.as_dict(),
     }
     glb_path = write_glb(
-        asset, out_dir / f"{o.name}.glb", metadata=extras, draco=compress, texture_format=p.texture_format
+        asset,
+        out_dir / f"{o.name}.glb",
+        metadata=extras,
+        draco=compress,
+        texture_format=p.texture_format,
+        material=material,
     )
     lap("write")
 
@@ -272,6 +281,11 @@ def build_asset(
         "validation": {"errors": report.errors, "warnings": report.warnings} if report else None,
         "limits": {"ok": limits.ok, "failures": limits.failures},
         "cleanup": cleanup.as_dict(),
+        "material": {
+            **material.as_dict(),
+            "double_sided_reason": sides.reason,
+            "largest_opening": sides.largest_opening,
+        },
     }
     if source is not None and o.color_points > 0:
         metrics["color_error"] = color_error(final_official, source, n_points=o.color_points, seed=0)

@@ -2,8 +2,9 @@
 
 trimesh writes geometry, vertex colours or the textured PBR material, and optionally Draco
 (KHR_draco_mesh_compression via DracoPy). pygltflib then adds the provenance metadata to
-`asset.extras` and the scene's extras, sets `bufferView.target`, and re-encodes textures as
-JPEG on request. `inspect_glb` reads a written file back and `check_limits` holds it against a
+`asset.extras` and the scene's extras, sets `bufferView.target`, re-encodes textures as
+JPEG on request, and gives every primitive its explicit metallic-roughness material
+(`meshing.materials.MaterialSpec`, with the occlusion-roughness-metallic map where asked). `inspect_glb` reads a written file back and `check_limits` holds it against a
 preset.
 """
 
@@ -22,11 +23,13 @@ import trimesh
 from PIL import Image
 
 from meshing.errors import MeshingError
+from meshing.materials import MaterialSpec, constant_orm_image
 from meshing.presets import Preset
 
 ARRAY_BUFFER = 34962
 ELEMENT_ARRAY_BUFFER = 34963
 GENERATOR = "asset3d meshing"
+DEFAULT_MATERIAL = MaterialSpec(roughness=0.9)
 
 
 def _align4(n: int) -> int:
@@ -89,6 +92,68 @@ def safe_vertex_normals(mesh: trimesh.Trimesh) -> np.ndarray:
     return normals / np.linalg.norm(normals, axis=1, keepdims=True)
 
 
+def _encode_image(image: Image.Image, fmt: str, *, jpeg_quality: int, png_level: int) -> bytes:
+    buf = io.BytesIO()
+    if fmt == "jpeg":
+        image.save(buf, format="JPEG", quality=int(jpeg_quality), subsampling=0)
+    else:
+        image.save(buf, format="PNG", compress_level=int(png_level))
+    return buf.getvalue()
+
+
+def _apply_material(
+    gltf: pygltflib.GLTF2,
+    spec: MaterialSpec,
+    replace: dict[int, bytes],
+    *,
+    orm_size: int | None,
+    png_level: int,
+) -> None:
+    """Every primitive gets a metallic-roughness material following `spec` (one is made where none is)."""
+    orm_texture = None
+    if spec.orm_texture:
+        if orm_size is None:
+            raise MeshingError("bad_input", "an occlusion-roughness-metallic map needs a textured mesh (UVs)")
+        image = Image.fromarray(constant_orm_image(orm_size), mode="RGB")
+        gltf.bufferViews.append(pygltflib.BufferView(buffer=0, byteOffset=0, byteLength=0))
+        replace[len(gltf.bufferViews) - 1] = _encode_image(image, "png", jpeg_quality=0, png_level=png_level)
+        gltf.images.append(
+            pygltflib.Image(bufferView=len(gltf.bufferViews) - 1, mimeType="image/png", name="orm")
+        )
+        base_sampler = gltf.textures[0].sampler if gltf.textures else None
+        gltf.textures.append(pygltflib.Texture(source=len(gltf.images) - 1, sampler=base_sampler))
+        orm_texture = len(gltf.textures) - 1
+    used: set[int] = set()
+    for mesh in gltf.meshes:
+        for prim in mesh.primitives:
+            if prim.material is None:
+                gltf.materials.append(
+                    pygltflib.Material(
+                        name="asset",
+                        pbrMetallicRoughness=pygltflib.PbrMetallicRoughness(
+                            baseColorFactor=[1.0, 1.0, 1.0, 1.0]
+                        ),
+                    )
+                )
+                prim.material = len(gltf.materials) - 1
+            used.add(prim.material)
+    for index in sorted(used):
+        material = gltf.materials[index]
+        if material.pbrMetallicRoughness is None:
+            material.pbrMetallicRoughness = pygltflib.PbrMetallicRoughness(
+                baseColorFactor=[1.0, 1.0, 1.0, 1.0]
+            )
+        pbr = material.pbrMetallicRoughness
+        pbr.metallicFactor = float(spec.metallic)
+        pbr.roughnessFactor = float(spec.roughness)
+        material.doubleSided = bool(spec.double_sided)
+        if orm_texture is not None:
+            pbr.metallicRoughnessTexture = pygltflib.TextureInfo(index=orm_texture, texCoord=0)
+            material.occlusionTexture = pygltflib.OcclusionTextureInfo(
+                index=orm_texture, texCoord=0, strength=1.0
+            )
+
+
 def export_glb(
     mesh: trimesh.Trimesh,
     *,
@@ -97,6 +162,7 @@ def export_glb(
     texture_format: str = "png",
     jpeg_quality: int = 92,
     png_level: int = 3,
+    material: MaterialSpec = DEFAULT_MATERIAL,
 ) -> bytes:
     """Encode a mesh (vertex colours or a textured PBR material) as GLB bytes.
 
@@ -112,6 +178,9 @@ def export_glb(
         `png` or `jpeg` for the base-colour texture.
     jpeg_quality, png_level
         Encoder settings (JPEG without chroma subsampling; zlib level for PNG).
+    material
+        The metallic-roughness material of every primitive (one is added to vertex-colour meshes);
+        its occlusion-roughness-metallic map, when asked, has the base-colour texture's size.
 
     Returns
     -------
@@ -125,14 +194,17 @@ def export_glb(
     # the texture is encoded here (trimesh would always use slow default-level PNG): trimesh
     # writes the material around a 1x1 stand-in whose bytes are then replaced
     texture = None
-    material = (
+    visual_material = (
         getattr(mesh.visual, "material", None) if getattr(mesh.visual, "kind", None) == "texture" else None
     )
-    if isinstance(material, trimesh.visual.material.PBRMaterial) and material.baseColorTexture is not None:
-        texture = material.baseColorTexture.convert("RGB")
-        material = material.copy()
-        material.baseColorTexture = Image.new("RGB", (1, 1))
-        mesh.visual = trimesh.visual.TextureVisuals(uv=mesh.visual.uv, material=material)
+    if (
+        isinstance(visual_material, trimesh.visual.material.PBRMaterial)
+        and visual_material.baseColorTexture is not None
+    ):
+        texture = visual_material.baseColorTexture.convert("RGB")
+        stand_in = visual_material.copy()
+        stand_in.baseColorTexture = Image.new("RGB", (1, 1))
+        mesh.visual = trimesh.visual.TextureVisuals(uv=mesh.visual.uv, material=stand_in)
     scene = trimesh.Scene()
     scene.add_geometry(mesh, geom_name="asset", node_name="asset")
     kwargs: dict[str, Any] = {"include_normals": True}
@@ -153,13 +225,13 @@ def export_glb(
             raise MeshingError(
                 "bad_input", f"expected one embedded texture, trimesh wrote {len(gltf.images)}"
             )
-        buf = io.BytesIO()
-        if texture_format == "jpeg":
-            texture.save(buf, format="JPEG", quality=int(jpeg_quality), subsampling=0)
-        else:
-            texture.save(buf, format="PNG", compress_level=int(png_level))
-        replace[gltf.images[0].bufferView] = buf.getvalue()
+        replace[gltf.images[0].bufferView] = _encode_image(
+            texture, texture_format, jpeg_quality=jpeg_quality, png_level=png_level
+        )
         gltf.images[0].mimeType = f"image/{texture_format}"
+    _apply_material(
+        gltf, material, replace, orm_size=texture.width if texture is not None else None, png_level=png_level
+    )
     _repack(gltf, replace)
     _set_targets(gltf)
     for accessor in gltf.accessors:  # Draco placeholders: no bufferView, so no byteOffset either
@@ -180,11 +252,58 @@ def write_glb(mesh: trimesh.Trimesh, path: str | Path, **kwargs: Any) -> Path:
     return path
 
 
+def read_glb_mesh(path: str | Path) -> trimesh.Trimesh:
+    """A written asset read back as one mesh in world space, colours kept.
+
+    `trimesh.load(..., force="mesh")` drops COLOR_0 when a primitive also has a material (it
+    keeps them as a vertex attribute of a texture visual, which concatenation loses); here the
+    colours come back as vertex colours, and a base-colour texture as a texture visual.
+
+    Raises
+    ------
+    MeshingError
+        `bad_input` when the file holds no triangle mesh.
+    """
+    scene = trimesh.load(Path(path), force="scene", process=False)
+    parts = []
+    for node in scene.graph.nodes_geometry:
+        transform, name = scene.graph[node]
+        geom = scene.geometry[name]
+        if not isinstance(geom, trimesh.Trimesh):
+            continue
+        colors = None
+        visual = geom.visual
+        if isinstance(visual, trimesh.visual.TextureVisuals) and "color" in visual.vertex_attributes:
+            if getattr(visual.material, "baseColorTexture", None) is None:
+                colors = np.asarray(visual.vertex_attributes["color"])
+        part = geom.copy()
+        if colors is not None:
+            part.visual = trimesh.visual.ColorVisuals(part, vertex_colors=colors)
+        part.apply_transform(transform)
+        parts.append(part)
+    if not parts:
+        raise MeshingError("bad_input", f"{path}: no triangle mesh in the file")
+    return parts[0] if len(parts) == 1 else trimesh.util.concatenate(parts)
+
+
 @dataclass(frozen=True)
 class TextureInfo:
     width: int
     height: int
     mime_type: str
+
+
+@dataclass(frozen=True)
+class MaterialInfo:
+    """One material as the file states it (glTF defaults filled in where a field is absent)."""
+
+    name: str | None
+    metallic: float
+    roughness: float
+    double_sided: bool
+    base_color_texture: bool
+    metallic_roughness_texture: bool
+    occlusion_texture: bool
 
 
 @dataclass(frozen=True)
@@ -207,6 +326,8 @@ class GlbInfo:
         Any primitive with COLOR_0 / TEXCOORD_0.
     extras
         `asset.extras`.
+    materials
+        The material of every drawn primitive, in order (None for a primitive without one).
     """
 
     bytes: int
@@ -220,6 +341,7 @@ class GlbInfo:
     has_vertex_colors: bool = False
     has_texcoords: bool = False
     extras: dict[str, Any] = field(default_factory=dict)
+    materials: list[MaterialInfo | None] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -270,6 +392,22 @@ def inspect_glb(path: str | Path) -> GlbInfo:
     lo = np.full(3, np.inf)
     hi = np.full(3, -np.inf)
     colors = texcoords = False
+    materials: list[MaterialInfo | None] = []
+
+    def material_info(index: int | None) -> MaterialInfo | None:
+        if index is None:
+            return None
+        m = gltf.materials[index]
+        pbr = m.pbrMetallicRoughness or pygltflib.PbrMetallicRoughness()
+        return MaterialInfo(
+            name=m.name,
+            metallic=1.0 if pbr.metallicFactor is None else float(pbr.metallicFactor),
+            roughness=1.0 if pbr.roughnessFactor is None else float(pbr.roughnessFactor),
+            double_sided=bool(m.doubleSided),
+            base_color_texture=pbr.baseColorTexture is not None,
+            metallic_roughness_texture=pbr.metallicRoughnessTexture is not None,
+            occlusion_texture=m.occlusionTexture is not None,
+        )
 
     def visit(index: int, parent: np.ndarray) -> None:
         nonlocal triangles, vertices, colors, texcoords
@@ -282,6 +420,7 @@ def inspect_glb(path: str | Path) -> GlbInfo:
                 if prim.mode in (None, 4):
                     n = gltf.accessors[prim.indices].count if prim.indices is not None else pos.count
                     triangles += n // 3
+                materials.append(material_info(prim.material))
                 colors |= prim.attributes.COLOR_0 is not None
                 texcoords |= prim.attributes.TEXCOORD_0 is not None
                 corners = (
@@ -317,6 +456,7 @@ def inspect_glb(path: str | Path) -> GlbInfo:
         has_vertex_colors=colors,
         has_texcoords=texcoords,
         extras=dict(extras),
+        materials=materials,
     )
 
 
@@ -352,6 +492,10 @@ def check_limits(info: GlbInfo, preset: Preset) -> LimitsCheck:
                 fail.append(f"texture {t.width}x{t.height} is not square power-of-two")
             if t.mime_type not in ("image/png", "image/jpeg"):
                 fail.append(f"texture type {t.mime_type} not accepted")
+    if any(m is None for m in info.materials):
+        fail.append("a primitive without a material (viewers would draw it metallic)")
+    if preset.orm_texture and not all(m is not None and m.metallic_roughness_texture for m in info.materials):
+        fail.append("no metallic-roughness (occlusion-roughness-metallic) texture")
     for ext in sorted(set(info.extensions_used) | set(info.extensions_required)):
         if ext not in preset.allowed_extensions:
             fail.append(f"extension {ext} not accepted by {preset.name}")

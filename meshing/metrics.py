@@ -84,7 +84,9 @@ def topology_stats(mesh: trimesh.Trimesh, *, tolerance: float = WELD_TOLERANCE) 
     faces = faces[ok]
     out: dict[str, Any] = {"topology_basis": TOPOLOGY_BASIS, "welded_vertices": int(len(verts))}
     if len(faces) == 0:
-        out.update(components=0, boundary_edges=0, non_manifold_edges=0, watertight=False, winding_consistent=True)
+        out.update(
+            components=0, boundary_edges=0, non_manifold_edges=0, watertight=False, winding_consistent=True
+        )
         return out
     directed = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])  # (3f, 2)
     undirected = np.sort(directed, axis=1)

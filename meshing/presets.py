@@ -45,6 +45,13 @@ class Preset:
         glTF extensions the storefront accepts; any other used extension fails the check.
     compression
         Default geometry compression.
+    roughness
+        `roughnessFactor` of the asset's material (`metallicFactor` is always 0: TripoSR predicts
+        no metal). 0.9: a matte dielectric, since the model predicts no gloss either.
+    orm_texture
+        The storefront requires metallic-roughness maps: an occlusion-roughness-metallic texture
+        (constant where the model predicts none) is bound as `metallicRoughnessTexture` and
+        `occlusionTexture`.
     """
 
     name: str
@@ -60,6 +67,8 @@ class Preset:
     floor_tolerance_m: float = 1e-4
     allowed_extensions: frozenset[str] = field(default_factory=frozenset)
     compression: Compression = "none"
+    roughness: float = 0.9
+    orm_texture: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready view of the preset (extensions as a sorted list)."""
@@ -102,6 +111,7 @@ PRESETS: dict[str, Preset] = {
         texture_format="png",
         # Amazon takes Draco; meshopt and WebP textures are refused
         allowed_extensions=frozenset({"KHR_draco_mesh_compression"}),
+        orm_texture=True,
     ),
 }
 

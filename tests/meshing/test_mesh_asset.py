@@ -16,7 +16,7 @@ from PIL import Image
 from asset3d.cli import mesh2glb
 from meshing import AssetOptions, AssetResult, MeshingError, build_asset
 from meshing.colors import SurfaceIndex
-from meshing.glb import check_limits, inspect_glb
+from meshing.glb import check_limits, inspect_glb, read_glb_mesh
 from meshing.metrics import color_error, seam_color_difference
 from meshing.presets import PRESETS
 from meshing.validate import validate_glb
@@ -26,7 +26,7 @@ PRESET_NAMES = ("web", "shopify", "amazon")
 
 def _reload_official(result: AssetResult) -> trimesh.Trimesh:
     """The written GLB read back by trimesh and moved back into the official frame."""
-    mesh = trimesh.load(result.glb_path, force="mesh")
+    mesh = read_glb_mesh(result.glb_path)
     extras = pygltflib.GLTF2.load_binary(str(result.glb_path)).asset.extras
     mesh.apply_transform(np.linalg.inv(np.asarray(extras["meshing"]["official_to_asset"])))
     return mesh
@@ -136,7 +136,7 @@ def test_real_size_and_field_colour(flor: trimesh.Trimesh, tmp_path: Path) -> No
         out_dir=tmp_path,
         field_color=field,
     )
-    mesh = trimesh.load(result.glb_path, force="mesh")
+    mesh = read_glb_mesh(result.glb_path)
     assert mesh.extents.max() == pytest.approx(0.25, rel=1e-4)
     assert seen and seen[0].dtype == np.float32
     # the field's points are in the official frame: inside the model's box, not the scaled asset's
@@ -217,16 +217,44 @@ def test_topology_is_that_of_the_welded_surface_for_every_preset(
         from_file = topology_stats(trimesh.load(result.glb_path, force="mesh", process=False))
         assert from_file["components"] == stored["components"], preset
         assert from_file["boundary_edges"] == stored["boundary_edges"], preset
-    counts = {(r.metrics["asset"]["components"], r.metrics["asset"]["boundary_edges"]) for r in flor_assets.values()}
+    counts = {
+        (r.metrics["asset"]["components"], r.metrics["asset"]["boundary_edges"]) for r in flor_assets.values()
+    }
     assert max(c for c, _ in counts) - min(c for c, _ in counts) <= 2
     assert max(b for _, b in counts) - min(b for _, b in counts) <= 2
 
 
 @pytest.mark.parametrize("preset", ["shopify", "amazon"])
-def test_textured_preset_passes_the_default_topology_rules(flor_assets: dict[str, AssetResult], preset: str) -> None:
+def test_textured_preset_passes_the_default_topology_rules(
+    flor_assets: dict[str, AssetResult], preset: str
+) -> None:
     from meshing.review import load_policy, review
 
     policy = load_policy()
     verdict = review(flor_assets[preset].metrics, policy=policy)
-    assert not [r for r in verdict.reasons if "approve_max_components" in r or "approve_max_boundary_edges" in r]
+    assert not [
+        r for r in verdict.reasons if "approve_max_components" in r or "approve_max_boundary_edges" in r
+    ]
     assert flor_assets[preset].metrics["asset"]["components"] <= policy.approve_max_components
+
+
+@pytest.mark.parametrize("preset", PRESET_NAMES)
+def test_every_primitive_has_the_presets_dielectric_material(
+    flor_assets: dict[str, AssetResult], preset: str
+) -> None:
+    gltf = pygltflib.GLTF2.load_binary(str(flor_assets[preset].glb_path))
+    primitives = [prim for mesh in gltf.meshes for prim in mesh.primitives]
+    assert primitives
+    for prim in primitives:
+        assert prim.material is not None
+        material = gltf.materials[prim.material]
+        pbr = material.pbrMetallicRoughness
+        assert pbr.metallicFactor == 0.0
+        assert pbr.roughnessFactor == pytest.approx(PRESETS[preset].roughness)
+        assert material.doubleSided is False  # flor is closed but for small marching-cubes holes
+        has_orm = pbr.metallicRoughnessTexture is not None
+        assert has_orm is PRESETS[preset].orm_texture
+        if has_orm:
+            orm = gltf.images[gltf.textures[pbr.metallicRoughnessTexture.index].source]
+            assert orm.mimeType == "image/png" and material.occlusionTexture is not None
+    assert flor_assets[preset].metrics["material"]["metallic"] == 0.0
