@@ -10,6 +10,7 @@ from meshing.errors import MeshingError
 from meshing.options import AssetOptions
 from meshing.presets import PRESETS, Preset, get_preset
 from meshing.review import GateDecision, GateVerdict
+from meshing.scale import ProductSize, ScaleFit, fit_scale
 
 __all__ = [
     "PRESETS",
@@ -19,7 +20,10 @@ __all__ = [
     "GateVerdict",
     "MeshingError",
     "Preset",
+    "ProductSize",
+    "ScaleFit",
     "build_asset",
+    "fit_scale",
     "get_preset",
     "input_view_metrics",
 ]

@@ -20,8 +20,9 @@ from meshing.glb import LimitsCheck, check_limits, inspect_glb, write_glb
 from meshing.materials import MaterialSpec, needs_double_sided
 from meshing.metrics import color_error, masked_psnr, mesh_stats, seam_color_difference, silhouette_iou
 from meshing.options import AssetOptions
-from meshing.orient import orient_for_gltf
+from meshing.orient import gltf_extents, orient_for_gltf
 from meshing.preview import Camera, render_views, triposr_input_camera, write_previews
+from meshing.scale import fit_scale
 from meshing.texture import bake_texture, textured_mesh, unwrap
 from meshing.validate import ValidationReport, validate_glb
 
@@ -218,7 +219,8 @@ def build_asset(
         final_official = low
     sides = needs_double_sided(final_official)
     material = MaterialSpec(roughness=p.roughness, double_sided=sides.double_sided, orm_texture=p.orm_texture)
-    asset, transform = orient_for_gltf(final_official, real_size_m=o.real_size_m)
+    fit = fit_scale(gltf_extents(final_official.vertices), o.size)
+    asset, transform = orient_for_gltf(final_official, scale=fit.scale)
     extras["meshing"] = {
         "preset": p.name,
         "faces": int(len(asset.faces)),
@@ -226,7 +228,7 @@ def build_asset(
         "draco": compress,
         "units": "m",
         "frame": "glTF y-up, front +z, resting on y=0",
-        "real_size_m": o.real_size_m,
+        "scale": fit.as_dict(),
         "official_to_asset": transform.round(9).tolist(),
         "material": material.as_dict(),
     }
@@ -281,6 +283,7 @@ def build_asset(
         "validation": {"errors": report.errors, "warnings": report.warnings} if report else None,
         "limits": {"ok": limits.ok, "failures": limits.failures},
         "cleanup": cleanup.as_dict(),
+        "scale": fit.as_dict(),
         "material": {
             **material.as_dict(),
             "double_sided_reason": sides.reason,

@@ -12,6 +12,7 @@ from typing import Any
 
 from meshing.errors import MeshingError
 from meshing.presets import Preset, get_preset
+from meshing.scale import ProductSize
 
 
 @dataclass(frozen=True)
@@ -28,8 +29,10 @@ class AssetOptions:
         Texture side in pixels for textured presets (default: the preset's).
     draco
         Draco geometry compression: True, False, or None for the preset's default.
-    real_size_m
-        Longest side of the real object in metres; the model is scaled to it (None: unscaled).
+    size
+        The product's real dimensions (any subset of width, height, depth, and their source);
+        the model is scaled uniformly so its bounding box matches them (`meshing.scale`).
+        None: unscaled, flagged `unscaled` in the metrics.
     name
         File stem of the GLB (`<name>.glb`).
     previews
@@ -52,7 +55,7 @@ class AssetOptions:
     faces: int | None = None
     texture_size: int | None = None
     draco: bool | None = None
-    real_size_m: float | None = None
+    size: ProductSize | None = None
     name: str = "asset"
     previews: bool = True
     preview_dir: str = "previews"
@@ -87,5 +90,5 @@ class AssetOptions:
         out: dict[str, Any] = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            out[f.name] = value.as_dict() if isinstance(value, Preset) else value
+            out[f.name] = value.as_dict() if isinstance(value, Preset | ProductSize) else value
         return out

@@ -23,19 +23,33 @@ def official_to_gltf_matrix() -> np.ndarray:
     return m
 
 
-def placement_matrix(vertices_official: np.ndarray, *, real_size_m: float | None = None) -> np.ndarray:
-    """Rotation to glTF axes, optional scale, then translation onto the floor and the y axis.
+def gltf_extents(vertices_official: np.ndarray) -> np.ndarray:
+    """Bounding-box size of official-frame vertices on the glTF axes.
 
-    After the transform the bounding box is centred in x and z, its minimum y is 0, and (when
-    `real_size_m` is given) its longest side is `real_size_m` metres; otherwise the model's
-    units are taken as metres unchanged.
+    Returns
+    -------
+    (3,) float: width (x), height (y), depth (z) in the model's units.
+    """
+    v = np.asarray(vertices_official, dtype=np.float64).reshape(-1, 3)
+    if len(v) == 0:
+        raise MeshingError("empty_mesh", "extent of a mesh without vertices")
+    rotated = v @ OFFICIAL_TO_GLTF.T
+    return rotated.max(axis=0) - rotated.min(axis=0)
+
+
+def placement_matrix(vertices_official: np.ndarray, *, scale: float = 1.0) -> np.ndarray:
+    """Rotation to glTF axes, uniform scale, then translation onto the floor and the y axis.
+
+    After the transform the bounding box is centred in x and z and its minimum y is 0; its size
+    is the model's times `scale` (see `meshing.scale.fit_scale` for a product's dimensions; 1
+    keeps the model's units, taken as metres).
 
     Parameters
     ----------
     vertices_official
         (n, 3) vertices in the official z-up frame.
-    real_size_m
-        Longest side of the real object in metres (from the catalogue), or None.
+    scale
+        Uniform factor, model units -> metres.
 
     Returns
     -------
@@ -44,17 +58,10 @@ def placement_matrix(vertices_official: np.ndarray, *, real_size_m: float | None
     v = np.asarray(vertices_official, dtype=np.float64).reshape(-1, 3)
     if len(v) == 0:
         raise MeshingError("empty_mesh", "placement of a mesh without vertices")
+    if not (np.isfinite(scale) and scale > 0):
+        raise MeshingError("bad_input", f"scale={scale}: must be a positive finite factor")
     rotated = v @ OFFICIAL_TO_GLTF.T
-    lo, hi = rotated.min(axis=0), rotated.max(axis=0)
-    scale = 1.0
-    if real_size_m is not None:
-        longest = float((hi - lo).max())
-        if not np.isfinite(real_size_m) or real_size_m <= 0:
-            raise MeshingError("bad_input", f"real_size_m={real_size_m}: must be a positive number of metres")
-        if longest <= 0:
-            raise MeshingError("bad_input", "mesh has zero extent; cannot scale it to a real size")
-        scale = float(real_size_m) / longest
-    lo, hi = lo * scale, hi * scale
+    lo, hi = rotated.min(axis=0) * scale, rotated.max(axis=0) * scale
     shift = np.array([-(lo[0] + hi[0]) / 2.0, -lo[1], -(lo[2] + hi[2]) / 2.0])
     m = np.eye(4)
     m[:3, :3] = OFFICIAL_TO_GLTF * scale
@@ -62,17 +69,15 @@ def placement_matrix(vertices_official: np.ndarray, *, real_size_m: float | None
     return m
 
 
-def orient_for_gltf(
-    mesh: trimesh.Trimesh, *, real_size_m: float | None = None
-) -> tuple[trimesh.Trimesh, np.ndarray]:
-    """A copy of `mesh` in the asset frame (y-up, front +z, on y = 0, centred in x/z).
+def orient_for_gltf(mesh: trimesh.Trimesh, *, scale: float = 1.0) -> tuple[trimesh.Trimesh, np.ndarray]:
+    """A copy of `mesh` in the asset frame (y-up, front +z, on y = 0, centred in x/z), scaled.
 
     Returns
     -------
     mesh, transform
         The placed copy (visuals kept) and the (4, 4) official -> asset transform.
     """
-    m = placement_matrix(mesh.vertices, real_size_m=real_size_m)
+    m = placement_matrix(mesh.vertices, scale=scale)
     out = mesh.copy()
     out.apply_transform(m)
     return out, m

@@ -32,6 +32,10 @@ class ReviewPolicy:
     approve_max_seam_p95: float = 12.0  # 0-255
     approve_max_components: int = 3
     approve_max_boundary_edges: int = 2000
+    # real-world size: proportions far from the product's dimensions (a wrong photo, a bad
+    # reconstruction) hold the asset; an asset without dimensions is noted, held only if asked
+    review_max_aspect_mismatch: float = 1.5
+    hold_unscaled: bool = False
     require_input_view_metrics: bool = True
     # the reasons `intake.assess` gives for an unusable photo
     reject_intake_flags: frozenset[str] = field(
@@ -77,8 +81,10 @@ def load_policy(source: str | Path | Mapping[str, Any] | None = None) -> ReviewP
             if not isinstance(value, (list, tuple, set, frozenset)):
                 raise MeshingError("bad_input", f"review policy: {key} must be a list of flag names")
             kwargs[key] = frozenset(str(v) for v in value)
-        elif key == "require_input_view_metrics":
-            kwargs[key] = bool(value)
+        elif isinstance(getattr(ReviewPolicy(), key), bool):
+            if not isinstance(value, bool):
+                raise MeshingError("bad_input", f"review policy: {key} must be true or false, got {value!r}")
+            kwargs[key] = value
         else:
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise MeshingError("bad_input", f"review policy: {key} must be a number, got {value!r}")
@@ -96,13 +102,24 @@ class GateDecision(StrEnum):
 
 @dataclass(frozen=True)
 class GateVerdict:
-    """A decision and every rule that fired (empty for `auto_approved`)."""
+    """A decision, every rule that fired, and notes a reviewer should see.
+
+    Attributes
+    ----------
+    status
+        The decision.
+    reasons
+        Every rule that held or rejected the asset (empty for `auto_approved`).
+    notes
+        Facts shown with the asset that do not hold it under this policy (e.g. `unscaled`).
+    """
 
     status: GateDecision
     reasons: list[str]
+    notes: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"status": self.status.value, "reasons": list(self.reasons)}
+        return {"status": self.status.value, "reasons": list(self.reasons), "notes": list(self.notes)}
 
 
 def _get(metrics: Mapping[str, Any], *path: str) -> Any:
@@ -184,8 +201,18 @@ def review(
         hold.append(
             f"{boundary} boundary edges > {p.approve_max_boundary_edges} (approve_max_boundary_edges)"
         )
+    notes: list[str] = []
+    mismatch = _get(metrics, "scale", "aspect_mismatch")
+    if mismatch is not None and mismatch > p.review_max_aspect_mismatch:
+        hold.append(
+            f"aspect mismatch {mismatch:.2f} > {p.review_max_aspect_mismatch} (review_max_aspect_mismatch): "
+            "the model's proportions differ from the product's dimensions"
+        )
+    if _get(metrics, "scale", "unscaled") is True:
+        note = "unscaled: no product dimensions, the model's own size is written as metres"
+        (hold if p.hold_unscaled else notes).append(note + (" (hold_unscaled)" if p.hold_unscaled else ""))
     if reject:
-        return GateVerdict(GateDecision.rejected, reject + hold)
+        return GateVerdict(GateDecision.rejected, reject + hold, notes)
     if hold:
-        return GateVerdict(GateDecision.needs_review, hold)
-    return GateVerdict(GateDecision.auto_approved, [])
+        return GateVerdict(GateDecision.needs_review, hold, notes)
+    return GateVerdict(GateDecision.auto_approved, [], notes)

@@ -32,7 +32,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--previews", type=Path, default=None, help="folder for turntable PNGs and a contact sheet"
     )
-    p.add_argument("--real-size-m", type=float, default=None, help="longest side of the real object, metres")
+    for dim, axis in (("width", "x"), ("height", "y, up"), ("depth", "z, front")):
+        p.add_argument(
+            f"--{dim}-m",
+            type=float,
+            default=None,
+            help=f"real {dim} of the product in metres ({axis}); the largest given one sets the scale",
+        )
     p.add_argument("--draco", action="store_true", help="Draco-compress the geometry")
     p.add_argument("--fill-holes", action="store_true", help="close small holes")
     p.add_argument(
@@ -51,7 +57,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import trimesh
 
-    from meshing import AssetOptions, MeshingError, build_asset
+    from meshing import AssetOptions, MeshingError, ProductSize, build_asset
 
     if args.out.suffix.lower() != ".glb":
         print(f"--out {args.out}: expected a .glb path", file=sys.stderr)
@@ -72,12 +78,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"{args.mesh}: cannot read the mesh ({exc})", file=sys.stderr)
         return 2
     try:
+        dims = {"width_m": args.width_m, "height_m": args.height_m, "depth_m": args.depth_m}
+        size = ProductSize(**dims, source="flag") if any(v is not None for v in dims.values()) else None
         options = AssetOptions(
             preset=args.preset,
             faces=args.faces,
             texture_size=args.texture_size,
             draco=True if args.draco else None,
-            real_size_m=args.real_size_m,
+            size=size,
             name=args.out.stem,
             fill_holes=args.fill_holes,
             previews=args.previews is not None,

@@ -14,7 +14,7 @@ import trimesh
 from PIL import Image
 
 from asset3d.cli import mesh2glb
-from meshing import AssetOptions, AssetResult, MeshingError, build_asset
+from meshing import AssetOptions, AssetResult, MeshingError, ProductSize, build_asset
 from meshing.colors import SurfaceIndex
 from meshing.glb import check_limits, inspect_glb, read_glb_mesh
 from meshing.metrics import color_error, seam_color_difference
@@ -123,7 +123,7 @@ def test_bad_metadata_is_refused(flor: trimesh.Trimesh, tmp_path: Path) -> None:
     assert err.value.reason == "bad_input" and "weights_sha256" in str(err.value)
 
 
-def test_real_size_and_field_colour(flor: trimesh.Trimesh, tmp_path: Path) -> None:
+def test_product_size_and_field_colour(flor: trimesh.Trimesh, tmp_path: Path) -> None:
     seen: list[np.ndarray] = []
 
     def field(points: np.ndarray) -> np.ndarray:
@@ -132,12 +132,12 @@ def test_real_size_and_field_colour(flor: trimesh.Trimesh, tmp_path: Path) -> No
 
     result = build_asset(
         flor,
-        AssetOptions(faces=5_000, real_size_m=0.25, previews=False),
+        AssetOptions(faces=5_000, size=ProductSize(depth_m=0.25, source="flag"), previews=False),
         out_dir=tmp_path,
         field_color=field,
     )
     mesh = read_glb_mesh(result.glb_path)
-    assert mesh.extents.max() == pytest.approx(0.25, rel=1e-4)
+    assert mesh.extents[2] == pytest.approx(0.25, rel=1e-4)
     assert seen and seen[0].dtype == np.float32
     # the field's points are in the official frame: inside the model's box, not the scaled asset's
     assert np.abs(np.concatenate(seen)).max() > 0.3
@@ -157,11 +157,23 @@ def test_cli_writes_a_glb_and_prints_metrics(
     out = tmp_path / "flor.glb"
     mesh = str(shared / "meshes" / "triposr_flor.obj")
     rc = _cli(
-        "mesh2glb", mesh, "--out", str(out), "--faces", "8000", "--previews", str(tmp_path / "pv"), "--json"
+        "mesh2glb",
+        mesh,
+        "--out",
+        str(out),
+        "--faces",
+        "8000",
+        "--previews",
+        str(tmp_path / "pv"),
+        "--height-m",
+        "0.32",
+        "--json",
     )
     assert rc == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed["validation"]["errors"] == 0 and printed["metrics"]["asset"]["faces"] <= 8000
+    assert printed["metrics"]["scale"]["source"] == "flag"
+    assert printed["metrics"]["asset"]["bbox_size"][1] == pytest.approx(0.32, rel=1e-3)
     assert out.is_file() and (tmp_path / "pv" / "contact_sheet.png").is_file()
     rc = _cli("mesh2glb", mesh, "--out", str(tmp_path / "x.glb"), "--faces", "60000")
     captured = capsys.readouterr()
@@ -258,3 +270,46 @@ def test_every_primitive_has_the_presets_dielectric_material(
             orm = gltf.images[gltf.textures[pbr.metallicRoughnessTexture.index].source]
             assert orm.mimeType == "image/png" and material.occlusionTexture is not None
     assert flor_assets[preset].metrics["material"]["metallic"] == 0.0
+
+
+def test_height_alone_sizes_the_written_glb(flor: trimesh.Trimesh, tmp_path: Path) -> None:
+    options = AssetOptions(faces=3_000, size=ProductSize(height_m=0.32, source="sidecar"), previews=False)
+    result = build_asset(flor, options, out_dir=tmp_path)
+    info = inspect_glb(result.glb_path)  # the file's own accessor bounds
+    height = info.bounds_max[1] - info.bounds_min[1]
+    assert height == pytest.approx(0.32, rel=0.01)
+    assert abs(info.bounds_min[1]) <= 1e-4  # on the floor
+    assert (
+        abs(info.bounds_min[0] + info.bounds_max[0]) < 1e-4
+        and abs(info.bounds_min[2] + info.bounds_max[2]) < 1e-4
+    )
+    scale = result.metrics["scale"]
+    assert scale["source"] == "sidecar" and scale["basis"] == "height_m" and not scale["unscaled"]
+    assert scale["aspect_mismatch"] is None  # one dimension: nothing to compare
+    assert info.extras["meshing"]["scale"]["scale_factor"] == pytest.approx(scale["scale_factor"])
+
+
+def test_wrong_proportions_hold_the_asset(flor: trimesh.Trimesh, tmp_path: Path) -> None:
+    from meshing.orient import gltf_extents
+    from meshing.review import GateDecision, review
+
+    width, height, _ = gltf_extents(flor.vertices)
+    # the product is three times as wide, for its height, as the model
+    size = ProductSize(width_m=0.3 * 3 * width / height, height_m=0.3, source="catalogue")
+    result = build_asset(flor, AssetOptions(faces=3_000, size=size, previews=False), out_dir=tmp_path)
+    assert result.metrics["scale"]["aspect_mismatch"] == pytest.approx(3.0, rel=0.03)
+    verdict = review(result.metrics)
+    assert verdict.status is GateDecision.needs_review
+    assert any("review_max_aspect_mismatch" in r for r in verdict.reasons), verdict.reasons
+
+
+def test_unscaled_asset_is_noted(flor_assets: dict[str, AssetResult]) -> None:
+    from meshing.review import load_policy, review
+
+    metrics = flor_assets["shopify"].metrics
+    assert metrics["scale"]["unscaled"] and metrics["scale"]["scale_factor"] == 1.0
+    verdict = review(metrics)
+    assert any(n.startswith("unscaled") for n in verdict.notes)
+    assert not any("unscaled" in r for r in verdict.reasons)
+    strict = review(metrics, policy=load_policy({"hold_unscaled": True}))
+    assert strict.status != "auto_approved" and any("hold_unscaled" in r for r in strict.reasons)

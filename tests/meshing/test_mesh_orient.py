@@ -37,15 +37,16 @@ def test_up_becomes_y_front_becomes_z_and_it_stands_on_the_floor() -> None:
     assert placed.volume > 0  # winding kept outward
 
 
-def test_real_size_scales_the_longest_side() -> None:
-    placed, transform = orient_for_gltf(_marker_mesh(), real_size_m=1.5)
-    assert np.isclose(placed.extents.max(), 1.5)
+def test_scale_is_uniform_and_keeps_the_placement() -> None:
+    placed, transform = orient_for_gltf(_marker_mesh(), scale=2.5)
+    np.testing.assert_allclose(placed.extents, _marker_mesh().extents[[1, 2, 0]] * 2.5)
     assert abs(placed.bounds[0][1]) < 1e-12
-    assert np.isclose(abs(np.linalg.det(transform[:3, :3])) ** (1 / 3), 1.5 / 0.6)
+    assert abs(placed.bounds[0][0] + placed.bounds[1][0]) < 1e-12
+    assert np.isclose(abs(np.linalg.det(transform[:3, :3])) ** (1 / 3), 2.5)
 
 
-@pytest.mark.parametrize("size", [0.0, -1.0, float("nan")])
-def test_bad_real_size(size: float) -> None:
+@pytest.mark.parametrize("scale", [0.0, -1.0, float("nan")])
+def test_bad_scale(scale: float) -> None:
     with pytest.raises(MeshingError) as err:
-        orient_for_gltf(_marker_mesh(), real_size_m=size)
+        orient_for_gltf(_marker_mesh(), scale=scale)
     assert err.value.reason == "bad_input"
