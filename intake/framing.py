@@ -6,6 +6,11 @@ composite ``rgb * a + 0.5 * (1 - a)``, truncate to uint8; the model then resizes
 antialiased bilinear filter. The official crop ``image[y1:y2, x1:x2]`` uses the inclusive maxima as
 exclusive ends and so drops the object's last row and column; here the box is ``[y0, y1]`` inclusive.
 
+The box is that of ``alpha > 0``: the soft edge counts, down to its faintest pixel, as in the official
+rule, so the mask handed in must keep it (the rembg path keeps every faint pixel attached to the object;
+see ``intake.rembg_method._clean``). Cutting it would frame the object larger than the model saw in
+training.
+
 Large photos are box-reduced by an integer factor before the final antialiased bilinear resize, so
 memory stays proportional to the crop, never to the padded square.
 """

@@ -152,16 +152,24 @@ def load_session(config: RembgConfig, *, name: str) -> Any:
 
 
 def _clean(mask: np.ndarray, ratio: float) -> np.ndarray:
-    """Keep the soft mask only around components at least ``ratio`` of the largest. ``(H, W) uint8``."""
+    """Drop small objects, keep the whole soft edge of the kept ones. ``(H, W) uint8`` -> same.
+
+    Objects are the components of ``mask >= 128``; those under ``ratio`` of the largest are dropped
+    (their pixels and a 2-pixel ring around them). Every ``mask > 0`` pixel connected to a kept object
+    stays as the model gave it, faint values included: the official framing measures ``alpha > 0``,
+    so cutting the faint edge would frame the object larger than the model was trained to see it.
+    """
     n, lab, stats, _ = cv2.connectedComponentsWithStats((mask >= 128).astype(np.uint8), connectivity=8)
     if n <= 1:
         return np.zeros_like(mask)
     areas = stats[1:, cv2.CC_STAT_AREA]
-    keep = np.isin(lab, np.nonzero(areas >= ratio * areas.max())[0] + 1)
-    near = cv2.dilate(keep.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
-    out = np.where(near, mask, 0).astype(np.uint8)
-    out[out < 8] = 0  # faint resampling ringing would otherwise widen the official alpha > 0 box
-    return out
+    big = np.nonzero(areas >= ratio * areas.max())[0] + 1
+    keep = np.isin(lab, big)
+    dropped = (lab > 0) & ~keep
+    _, soft_lab = cv2.connectedComponents((mask > 0).astype(np.uint8), connectivity=8)
+    attached = np.isin(soft_lab, np.unique(soft_lab[keep]))
+    ring = cv2.dilate(dropped.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool) & ~keep
+    return np.where(attached & ~ring, mask, 0).astype(np.uint8)
 
 
 def rembg_segmentation(rgb: np.ndarray, *, name: str, config: RembgConfig = RembgConfig()) -> Segmentation:

@@ -116,3 +116,51 @@ def test_composite_rounds_like_the_official_float_code() -> None:
 def test_ratio_out_of_range() -> None:
     with pytest.raises(ValueError):
         plan_framing((0, 0, 10, 10), 1.5)
+
+
+def test_soft_edged_composite_is_framed_by_the_official_alpha_above_zero_box(photos) -> None:
+    """A cut-out with a soft alpha edge on a bigger canvas, framed through the whole intake path.
+
+    The official ``resize_foreground`` is computed here on its own: box of ``alpha > 0`` (faint edge
+    included), square of side ``max(h, w)``, canvas ``int(side / ratio)``, centred. The one documented
+    difference: the official crop ``image[y1:y2, x1:x2]`` ends at the last foreground row and column
+    instead of after them; here they are kept, so the box ends one pixel later.
+    """
+    from intake_helpers import encode
+    from PIL import ImageFilter
+
+    from intake import preprocess
+
+    chair = Image.open(photos / "chair.png").convert("RGBA")
+    canvas = Image.new("RGBA", (chair.width + 173, chair.height + 91), (0, 0, 0, 0))
+    canvas.paste(chair, (121, 37))
+    rgba = np.array(canvas)  # (H, W, 4)
+    soft = np.asarray(Image.fromarray(rgba[..., 3]).filter(ImageFilter.GaussianBlur(3)))
+    rgba[..., 3] = np.maximum(rgba[..., 3], soft)  # a wider, fading edge
+    alpha = rgba[..., 3]
+    assert ((alpha > 0) & (alpha < 10)).sum() > 100, "the composite must have a faint edge"
+    result = preprocess(encode(rgba, "PNG"), name="chair-soft.png", method="alpha")
+
+    # official resize_foreground, computed independently
+    ys, xs = np.where(alpha > 0)
+    y1, y2, x1, x2 = ys.min(), ys.max(), xs.min(), xs.max()
+    h_off, w_off = y2 - y1, x2 - x1  # the official crop's size
+    size_off = max(h_off, w_off)
+    new_off = int(size_off / 0.85)
+
+    assert result.bbox == (x1, y1, x2 + 1, y2 + 1)  # the alpha > 0 box, to the pixel
+    _, fmask, fr = frame_object(rgba[..., :3], alpha, foreground_ratio=0.85, size=int((size_off + 1) / 0.85))
+    h, w = h_off + 1, w_off + 1
+    assert fr.side == max(h, w) == size_off + 1
+    assert fr.canvas == int(fr.side / 0.85) and fr.canvas - new_off in (1, 2)
+    pad = (fr.canvas - fr.side) // 2
+    assert fr.offset == (pad + (fr.side - w) // 2, pad + (fr.side - h) // 2)
+    # at the canvas' own size nothing is resampled: the framed alpha sits exactly there
+    fys, fxs = np.nonzero(fmask > 0)
+    ox, oy = fr.offset
+    assert (fxs.min(), fys.min(), fxs.max() + 1, fys.max() + 1) == (ox, oy, ox + w, oy + h)
+    np.testing.assert_array_equal(fmask[oy : oy + h, ox : ox + w], alpha[y1 : y2 + 1, x1 : x2 + 1])
+    # and every pixel the official crop keeps lands where the official padding puts it, +-1 px
+    off_y = (new_off - size_off) // 2 + (size_off - h_off) // 2
+    off_x = (new_off - size_off) // 2 + (size_off - w_off) // 2
+    assert abs(oy - off_y) <= 1 and abs(ox - off_x) <= 1

@@ -9,6 +9,7 @@ import onnx
 import pytest
 from intake_helpers import encode
 from onnx import TensorProto, helper
+from PIL import Image, ImageFilter
 
 from intake import IntakeError, Reason, RembgConfig, decode_image, preprocess
 from intake.rembg_method import model_status, rembg_segmentation
@@ -150,3 +151,38 @@ def test_alpha_cutout_skips_rembg(rembg_home: Path, photos: Path) -> None:
     result = preprocess(data, name="chair.png", rembg=RembgConfig(model="u2net"))
     assert result.method == "alpha" and result.attempts == ()
     np.testing.assert_array_equal(result.mask, decode_image(data, name="chair.png").alpha)
+
+
+def test_framing_box_is_the_official_alpha_above_zero_box(rembg_home: Path) -> None:
+    """Official run.py: ``rembg.remove(image)`` then ``resize_foreground`` on ``alpha > 0``, faint edge included."""
+    import rembg
+
+    tiny_saliency_model(rembg_home / "models" / "u2net" / "u2net.onnx")
+    # a dark disc with a blurred rim: the model's mask fades out over several pixels
+    yy, xx = np.mgrid[0:300, 0:360]
+    disc = (((yy - 140) / 80.0) ** 2 + ((xx - 170) / 100.0) ** 2 <= 1).astype(np.uint8) * 255
+    soft = np.asarray(Image.fromarray(disc).filter(ImageFilter.GaussianBlur(6)), dtype=np.float32) / 255.0
+    rgb = (245 - soft[..., None] * np.array([205.0, 195.0, 185.0])).round().astype(np.uint8)  # (300, 360, 3)
+    config = RembgConfig(model="u2net")
+    result = preprocess(encode(rgb, "PNG"), name="disc.png", method="rembg", rembg=config)
+    # the official alpha, computed the official way
+    from intake.rembg_method import load_session
+
+    cutout = rembg.remove(Image.fromarray(rgb), session=load_session(config, name="disc.png"))
+    alpha = np.asarray(cutout)[..., 3]
+    ys, xs = np.nonzero(alpha > 0)
+    assert ((alpha > 0) & (alpha < 8)).any(), "the fixture must have a faint edge"
+    assert result.bbox == (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
+
+
+def test_clean_drops_small_objects_but_keeps_the_faint_edge() -> None:
+    from intake.rembg_method import _clean
+
+    mask = np.zeros((120, 200), np.uint8)
+    mask[30:90, 30:90] = 255  # the object
+    mask[24:96, 24:96] = np.maximum(mask[24:96, 24:96], 3)  # its faint edge, 6 px wide
+    mask[50:54, 150:154] = 255  # a speck far away (16 px < 1 % of 3600)
+    mask[48:56, 148:156] = np.maximum(mask[48:56, 148:156], 2)
+    out = _clean(mask, 0.01)
+    np.testing.assert_array_equal(out[:, :120], mask[:, :120])  # object and whole faint edge kept
+    assert not out[:, 120:].any()  # the speck and its edge dropped
