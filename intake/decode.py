@@ -53,7 +53,7 @@ class Reason(StrEnum):
 
 
 class IntakeError(ValueError):
-    """An input the intake stage refuses.
+    """An input the intake stage refuses (never transient: the same bytes give the same refusal).
 
     Attributes
     ----------
@@ -64,6 +64,8 @@ class IntakeError(ValueError):
     detail : str
         Human-readable explanation.
     """
+
+    transient = False
 
     def __init__(self, reason: Reason, name: str, detail: str) -> None:
         self.reason = Reason(reason)

@@ -30,6 +30,10 @@ class MeshingError(ValueError):
         Optional JSON-serialisable facts (limits, measured values, validator messages).
     """
 
+    #: the same mesh and options give the same refusal; a missing validator or renderer is the machine's
+    #: fault, not the photo's, but retrying at once does not bring it back either
+    transient = False
+
     def __init__(self, reason: Reason, message: str, *, details: dict[str, Any] | None = None) -> None:
         super().__init__(f"{reason}: {message}")
         self.reason: Reason = reason

@@ -203,6 +203,34 @@ class S3Store(ObjectStore):
         except (ClientError, BotoCoreError) as err:
             raise translate_error(err, key, f"{where} {self.uri_for(key) if key else self.uri}") from err
 
+    def check_access(self) -> None:
+        """Fail fast when this store cannot be used: no credentials, the endpoint does not answer, the bucket
+        does not exist or refuses us (one ``HeadBucket``; nothing is read or written).
+
+        Raises
+        ------
+        PermanentStorageError
+            ``no_credentials``, ``nosuchbucket``, ``accessdenied``, ... naming the bucket and the cause.
+        TransientStorageError
+            ``connection``: the endpoint did not answer.
+        """
+        if self._session.get_credentials() is None:
+            raise PermanentStorageError(
+                f"{self.uri}: no AWS credentials found (set AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)",
+                reason="no_credentials",
+            )
+        try:
+            self._client.head_bucket(Bucket=self.bucket)
+        except ClientError as err:
+            code = str(err.response.get("Error", {}).get("Code", ""))
+            if code in ("404", "NoSuchBucket", "NotFound"):
+                raise PermanentStorageError(f"{self.uri}: bucket {self.bucket!r} does not exist at {self.endpoint_url}", reason="nosuchbucket") from None
+            if code in ("403", "AccessDenied", "Forbidden"):
+                raise PermanentStorageError(f"{self.uri}: access to bucket {self.bucket!r} denied", reason="accessdenied") from None
+            raise translate_error(err, None, f"check {self.uri}") from None
+        except BotoCoreError as err:
+            raise translate_error(err, None, f"check {self.uri} at {self.endpoint_url}") from None
+
     # -- operations --------------------------------------------------------------------------------------
 
     def _list(self, prefix: str) -> Iterator[ObjectInfo]:

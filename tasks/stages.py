@@ -1,23 +1,25 @@
-"""The conversion stages as Prefect tasks: thin wrappers over `asset3d.pipeline`.
+"""The driver's steps as Prefect tasks: one thin task per `asset3d.pipeline.driver.Step`.
 
-Each task times its own work and returns it as `Timed` (the batch report's per-stage seconds), retries
-transient errors only (`tasks.policy.retry_transient`), and, where its result depends on content alone,
-caches it under a content key (`tasks.policy.content_key`):
+Each task runs the step's plain function (`STEP_FUNCTIONS`), times its own work and returns it as
+`Timed` (the batch report's per-stage seconds), retries transient errors only (`tasks.policy.retry_transient`),
+and, where its result depends on content alone, caches it under a key made of everything the result
+depends on (`tasks.policy.content_key` over the step's options dataclass and inputs):
 
-============  ========================================================  ===================================
-task          cache key                                                 notes
-============  ========================================================  ===================================
-discover      none (a listing must be fresh)                            one per batch
-plan          none (asks the catalogue what is done)                    one per batch
-check-bytes   none                                                      only for a converted photo's new ETag
-start_run     none                                                      loads the model, opens the run row
-fetch         photo URI + ETag + size cap                               skipped when the ETag is unknown
-intake        photo sha256 + intake settings
-reconstruct   photos' sha256 + mesh settings + weights sha256           tag ``gpu``, one micro-batch
-build         conversion key (photo, parameters, weights) + policy      GLB, previews, metrics, decision
-publish       none: idempotent by checksums in the bucket itself        manifest last
-record        none: idempotent by the catalogue's conversion key
-============  ========================================================  ===================================
+==============  ==========================================================  ==================================
+task            cache key                                                    notes
+==============  ==========================================================  ==================================
+discover        none (a listing must be fresh)                               one per batch
+start-run       none                                                         model identity, the run row
+plan            none (asks the catalogue what is done)                       one per batch
+fetch           photo URI + ETag + fetch options                             skipped when the ETag is unknown
+check-bytes     none                                                         only for a converted photo's new ETag
+intake          photo sha256 + intake options                                no URI or SKU in the result
+reconstruct     photos' sha256 + reconstruct options + weights sha256        tag ``gpu``, one micro-batch
+build           asset identity (conversion key, SKU, photo) + build options  GLB, previews, metrics, gate
+publish         none: idempotent by checksums in the bucket itself           files only
+record          none: idempotent by the catalogue's conversion key
+release         none: the manifest, then the catalogue's publication         gate-approved assets only
+==============  ==========================================================  ==================================
 
 Publishing and recording are not cached on purpose: their "already done" lives in the bucket and the
 catalogue, and a cached success could hide a bucket or database that was emptied since.
@@ -30,18 +32,30 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from prefect import task
+from prefect import Task, task
 from prefect.cache_policies import NO_CACHE
 from prefect.context import TaskRunContext
 from prefect.tasks import exponential_backoff
 
-from asset3d.pipeline import assets, models, photos, records
-from asset3d.pipeline.assets import BuiltAsset, Published
+from asset3d.pipeline.assets import AssetIdentity, BuiltAsset
+from asset3d.pipeline.driver import STEP_FUNCTIONS, Step
 from asset3d.pipeline.models import Reconstruction
-from asset3d.pipeline.photos import Fetched, PhotoFacts, PhotoRef, Prepared
-from asset3d.pipeline.records import ConvertedPhoto, RunContext
-from asset3d.pipeline.settings import Settings
-from storage.catalogue import AssetRecord, FailureRecord, RunStatus
+from asset3d.pipeline.options import (
+    BuildOptions,
+    DiscoverOptions,
+    FetchOptions,
+    IntakeOptions,
+    MachineOptions,
+    PublishOptions,
+    ReconstructOptions,
+    StageOptions,
+    as_key,
+)
+from asset3d.pipeline.photos import Discovery, Fetched, PhotoFacts, PhotoRef, Prepared, Refusal
+from asset3d.pipeline.publishing import Staged
+from asset3d.pipeline.records import Plan, RunContext
+from asset3d.pipeline.vocabulary import Stage
+from storage.catalogue import AssetRecord, ConvertedPhoto, FailureRecord, RunStatus
 from tasks.policy import CACHE_FOR, RETRIES, RETRY_DELAY_S, RETRY_JITTER, content_key, retry_transient
 
 T = TypeVar("T")
@@ -68,143 +82,143 @@ class Timed(Generic[T]):
     seconds: float
 
 
-def _timed(fn: Any, *args: Any, **kwargs: Any) -> Timed[Any]:
+def _run(step: Step, *args: Any) -> Timed[Any]:
     t0 = time.perf_counter()
-    value = fn(*args, **kwargs)
+    value = STEP_FUNCTIONS[step](*args)
     return Timed(value, round(time.perf_counter() - t0, 4))
 
 
-# -- cache keys ------------------------------------------------------------------------------------------------
+# -- cache keys: everything the result depends on, nothing else ------------------------------------------------
 
 
 def _fetch_key(_ctx: TaskRunContext, p: Mapping[str, Any]) -> str | None:
     ref: PhotoRef = p["ref"]
-    return content_key("fetch", ref.uri, ref.etag, p["max_bytes"]) if ref.etag else None
+    return content_key(Step.fetch, ref.uri, ref.etag, as_key(p["options"])) if ref.etag else None
 
 
 def _intake_key(_ctx: TaskRunContext, p: Mapping[str, Any]) -> str:
-    s: Settings = p["settings"]
-    reject = sorted(s.review_thresholds().get("reject_intake_flags", ()))
-    return content_key("intake", p["fetched"].sha256, s.intake_method, s.foreground_ratio, reject)
+    return content_key(Step.intake, p["fetched"].sha256, as_key(p["options"]))
 
 
 def _reconstruct_key(_ctx: TaskRunContext, p: Mapping[str, Any]) -> str:
-    s: Settings = p["settings"]
     shas = [x.sha256 for x in p["batch"]]
-    return content_key("reconstruct", shas, s.mc_resolution, s.mc_threshold, p["weights_sha256"])
+    return content_key(Step.reconstruct, shas, as_key(p["options"]), p["weights_sha256"])
 
 
 def _build_key(_ctx: TaskRunContext, p: Mapping[str, Any]) -> str:
-    s: Settings = p["settings"]
-    return content_key("build", p["asset_id"], s.review_thresholds())
+    return content_key(Step.build, as_key(p["identity"]), as_key(p["options"]))
 
 
 # -- batch-level tasks -----------------------------------------------------------------------------------------
 
 
-@task(name="discover", **_UNCACHED)
-def discover(source: str | Sequence[str | Mapping[str, str]], settings: Settings) -> Timed[list[PhotoRef]]:
+@task(name=Step.discover.value, **_UNCACHED)
+def discover(source: str | Sequence[str | Mapping[str, str]], options: DiscoverOptions) -> Timed[Discovery]:
     """List the source (or head the listed URIs) and give each photo its SKU."""
-    return _timed(photos.discover, source, settings)
+    return _run(Step.discover, source, options)
 
 
-@task(name="start-run", **_UNCACHED)
-def start_run(settings: Settings, flow_run_id: str | None) -> Timed[RunContext]:
+@task(name=Step.start_run.value, **_UNCACHED)
+def start_run(options: StageOptions, catalogue_url: str, auto_migrate: bool, flow_run_id: str | None) -> Timed[RunContext]:
     """Identify the model (weights SHA-256, without loading it) and open the run's catalogue row."""
-
-    def go() -> RunContext:
-        choice, model_id, weights_sha256 = models.model_identity(settings.model)
-        cat = records.open_catalogue(settings.resolved_catalogue_url(), auto_migrate=settings.auto_migrate)
-        return records.start_run(
-            cat, settings, model_id=model_id, model_label=choice.label, model_source=choice.source,
-            weights_sha256=weights_sha256, flow_run_id=flow_run_id,
-        )  # fmt: skip
-
-    return _timed(go)
+    return _run(Step.start_run, options, catalogue_url, auto_migrate, flow_run_id)
 
 
-@dataclass(frozen=True)
-class Plan:
-    """What a batch must do: photos to convert, photos skipped unread, and what is known of the rest."""
-
-    todo: list[PhotoRef]
-    skipped: dict[str, ConvertedPhoto]
-    known: dict[str, ConvertedPhoto]  # converted photos of ``todo`` whose ETag changed (maybe not their bytes)
-
-
-@task(name="plan", **_UNCACHED)
-def plan(refs: list[PhotoRef], ctx: RunContext) -> Timed[Plan]:
+@task(name=Step.plan.value, **_UNCACHED)
+def plan(refs: list[PhotoRef], ctx: RunContext, force: bool = False) -> Timed[Plan]:
     """The photos to convert, and those already converted for their current ETag (skipped unread)."""
-
-    def go() -> Plan:
-        cat = records.open_catalogue(ctx.catalogue_url)
-        done = records.converted_photos(cat, params_hash=ctx.params_hash, weights_sha256=ctx.weights_sha256)
-        todo, skipped = records.split_done(refs, done)
-        return Plan(todo, {r.uri: done[r.uri] for r in skipped}, {r.uri: done[r.uri] for r in todo if r.uri in done})
-
-    return _timed(go)
+    return _run(Step.plan, refs, ctx, force)
 
 
-@task(name="finish-run", **_UNCACHED)
-def finish_run(ctx: RunContext, status: str = RunStatus.completed.value) -> None:
+@task(name=Step.finish_run.value, **_UNCACHED)
+def finish_run(ctx: RunContext, status: RunStatus = RunStatus.completed) -> Timed[None]:
     """Close the run's catalogue row."""
-    records.open_catalogue(ctx.catalogue_url).finish_run(ctx.run_id, status)
+    return _run(Step.finish_run, ctx, status)
 
 
-# -- per-photo stages ------------------------------------------------------------------------------------------
+# -- per-photo steps -------------------------------------------------------------------------------------------
 
 
-@task(name="fetch", task_run_name="fetch {ref.key}", **_cached(_fetch_key))
-def fetch(ref: PhotoRef, max_bytes: int) -> Timed[Fetched]:
+@task(name=Step.fetch.value, task_run_name="fetch {ref.key}", **_cached(_fetch_key))
+def fetch(ref: PhotoRef, options: FetchOptions) -> Timed[Fetched]:
     """Download one photo under the size cap, hash it, check that it decodes."""
-    return _timed(photos.fetch_photo, ref, max_bytes=max_bytes)
+    return _run(Step.fetch, ref, options)
 
 
-@task(name="intake", task_run_name="intake {fetched.ref.key}", **_cached(_intake_key))
-def intake(fetched: Fetched, settings: Settings) -> Timed[Prepared]:
-    """Background removal, framing and flags for one photo."""
-    return _timed(photos.prepare_photo, fetched, settings)
-
-
-@task(name="reconstruct", tags=["gpu"], **_cached(_reconstruct_key))
-def reconstruct(batch: list[Prepared], settings: Settings, weights_sha256: str) -> Timed[list[Reconstruction | Exception]]:
-    """One micro-batch through the model (loaded once per process): a mesh per photo, or its error."""
-    loaded = models.get_model(settings.model, settings.device, settings.dtype)
-    if loaded.weights_sha256 != weights_sha256:
-        raise RuntimeError(f"model {loaded.model_id} has weights {loaded.weights_sha256[:12]}, the run expects {weights_sha256[:12]}")
-    return _timed(models.reconstruct_batch, loaded, batch, resolution=settings.mc_resolution, threshold=settings.mc_threshold)
-
-
-@task(name="build", task_run_name="build {prepared.ref.key}", **_cached(_build_key))
-def build(prepared: Prepared, recon: Reconstruction, settings: Settings, asset_id: str) -> Timed[BuiltAsset]:
-    """Mesh -> validated GLB, previews, metrics and the review decision."""
-    loaded = models.get_model(settings.model, settings.device, settings.dtype)
-    return _timed(assets.build, prepared, recon, loaded, settings, asset_id=asset_id)
-
-
-@task(name="publish", task_run_name="publish {built.prefix}", **_UNCACHED)
-def publish(built: BuiltAsset, dest: str, provenance: dict[str, Any], manifest: bool) -> Timed[Published]:
-    """Files, then the manifest (approved assets only); identical content writes nothing."""
-    return _timed(assets.publish, built, dest, provenance=provenance, manifest=manifest)
-
-
-@task(name="check-bytes", task_run_name="check bytes {ref.key}", **_UNCACHED)
-def check_bytes(ctx: RunContext, ref: PhotoRef, facts: PhotoFacts, done: ConvertedPhoto | None) -> bool:
+@task(name=Step.check_bytes.value, task_run_name="check bytes {ref.key}", **_UNCACHED)
+def check_bytes(ctx: RunContext, ref: PhotoRef, facts: PhotoFacts, done: ConvertedPhoto | None) -> Timed[bool]:
     """True (and the photo row takes the new ETag) when a re-listed photo's bytes are the converted ones."""
-    return records.same_bytes(records.open_catalogue(ctx.catalogue_url), ref, facts, done)
+    return _run(Step.check_bytes, ctx, ref, facts, done)
 
 
-@task(name="record", task_run_name="record {ref.key}", **_UNCACHED)
-def record(ctx: RunContext, ref: PhotoRef, facts: PhotoFacts, built: BuiltAsset, published: Published) -> Timed[AssetRecord]:
-    """Photo, asset, metrics and publication in the catalogue."""
-    cat = records.open_catalogue(ctx.catalogue_url)
-    return _timed(records.record_asset, cat, ctx, ref, facts, built, published)
+@task(name=Step.intake.value, task_run_name="intake {name}", **_cached(_intake_key))
+def intake(fetched: Fetched, options: IntakeOptions, name: str) -> Timed[Prepared]:
+    """Background removal, framing and flags for one photo."""
+    return _run(Step.intake, fetched, options, name)
 
 
-@task(name="record-failure", task_run_name="record failure {ref.key}", **_UNCACHED)
+@task(name=Step.reconstruct.value, tags=["gpu"], **_cached(_reconstruct_key))
+def reconstruct(
+    batch: list[Prepared], machine: MachineOptions, options: ReconstructOptions, weights_sha256: str
+) -> Timed[list[Reconstruction | Exception]]:
+    """One micro-batch through the model (loaded once per process): a mesh per photo, or its error."""
+    return _run(Step.reconstruct, batch, machine, options, weights_sha256)
+
+
+@task(name=Step.build.value, task_run_name="build {identity.sku}/{identity.conversion_key}", **_cached(_build_key))
+def build(
+    prepared: Prepared, recon: Reconstruction, options: BuildOptions, machine: MachineOptions, identity: AssetIdentity
+) -> Timed[BuiltAsset]:
+    """Mesh -> validated GLB, previews, metrics and the review gate's decision."""
+    return _run(Step.build, prepared, recon, options, machine, identity)
+
+
+@task(name=Step.publish.value, task_run_name="publish {built.prefix}", **_UNCACHED)
+def publish(built: BuiltAsset, options: PublishOptions) -> Timed[Staged]:
+    """The asset's files into the destination (no manifest yet); identical content writes nothing."""
+    return _run(Step.publish, built, options)
+
+
+@task(name=Step.record.value, task_run_name="record {ref.key}", **_UNCACHED)
+def record(ctx: RunContext, ref: PhotoRef, facts: PhotoFacts, built: BuiltAsset, staged: Staged) -> Timed[AssetRecord]:
+    """Photo, asset, metrics and the gate's verdict in the catalogue."""
+    return _run(Step.record, ctx, ref, facts, built, staged)
+
+
+@task(name=Step.release.value, task_run_name="release asset {asset_id}", **_UNCACHED)
+def release(ctx: RunContext, asset_id: int, staged: Staged) -> Timed[AssetRecord]:
+    """The manifest of a gate-approved asset, then its publication in the catalogue."""
+    return _run(Step.release, ctx, asset_id, staged)
+
+
+@task(name=Step.record_failure.value, task_run_name="record failure {ref.key}", **_UNCACHED)
 def record_failure(
-    ctx: RunContext, ref: PhotoRef, stage: str, error: BaseException, facts: PhotoFacts | None, settle: bool | None = None
-) -> FailureRecord:
+    ctx: RunContext, ref: PhotoRef, stage: Stage, error: BaseException, facts: PhotoFacts | None, settle: bool | None = None
+) -> Timed[FailureRecord]:
     """A failure row (and, when the photo itself is at fault, a ``failed`` asset: `records.settles`)."""
-    cat = records.open_catalogue(ctx.catalogue_url)
-    return records.record_failure(cat, ctx, ref, stage, error, facts, settle=settle)
+    return _run(Step.record_failure, ctx, ref, stage, error, facts, settle)
+
+
+@task(name=Step.record_refusal.value, **_UNCACHED)
+def record_refusal(ctx: RunContext, refusal: Refusal) -> Timed[FailureRecord]:
+    """A photo discovery refused: one failure row, recorded once however many runs see it."""
+    return _run(Step.record_refusal, ctx, refusal)
+
+
+#: The task of each step (`flows.runner.PrefectRunner` submits these).
+TASKS: dict[Step, Task[..., Any]] = {
+    Step.discover: discover,
+    Step.start_run: start_run,
+    Step.plan: plan,
+    Step.finish_run: finish_run,
+    Step.fetch: fetch,
+    Step.check_bytes: check_bytes,
+    Step.intake: intake,
+    Step.reconstruct: reconstruct,
+    Step.build: build,
+    Step.publish: publish,
+    Step.record: record,
+    Step.release: release,
+    Step.record_failure: record_failure,
+    Step.record_refusal: record_refusal,
+}

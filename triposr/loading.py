@@ -37,9 +37,15 @@ DEMO_DIR = Path(__file__).with_name("demo")
 class ModelNotAvailable(RuntimeError):
     """The weights (or config) of a model source cannot be found or fetched."""
 
+    reason = "model_unavailable"
+    transient = False
+
 
 class UnsafeCheckpoint(ValueError):
     """A checkpoint that cannot be read without running code from it."""
+
+    reason = "unsafe_checkpoint"
+    transient = False
 
 
 def fetch_command(hub_id: str) -> str:

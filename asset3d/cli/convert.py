@@ -1,8 +1,9 @@
 """`asset3d convert`: local photos in, GLB + previews + metrics out, catalogue updated. No Prefect.
 
-The official ``run.py``'s job done right: the same stages as the batch flow (intake, micro-batched
-reconstruction, meshing, review, publish with a manifest, catalogue), run in this process with a line
-per photo. Exit 0 when every photo converted, 2 when some failed (one line each), 1 on a fatal error.
+The same driver as the batch flows (`asset3d.pipeline.driver`: plan and skip, intake, micro-batched
+reconstruction, meshing, the review gate, publishing with a manifest, the catalogue, run bookkeeping), run
+in this process with a line per photo. Exit 0 when every photo converted (or was already converted), 2 when
+some failed (one line each), 1 on a refused command line or a fatal error.
 """
 
 from __future__ import annotations
@@ -10,13 +11,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
+from asset3d.cli.preflight import Refused, photo_files, store, unreadable_images
+
 
 def add_settings_options(p: argparse.ArgumentParser) -> None:
-    """The options `convert`, `run-batch` and `demo` share (each overrides the setting of its name)."""
+    """The options `convert`, `run-batch` and `nightly` share (each overrides the setting of its name)."""
     p.add_argument("--preset", default=None, help="web, shopify or amazon (default: the preset setting, web)")
     p.add_argument("--model", default=None, help="model folder, hub id, 'demo' or 'auto' (default: auto)")
     p.add_argument("--catalogue-url", default=None, help="catalogue database URL (default: $ASSET3D_CATALOGUE_URL, else SQLite)")
@@ -27,50 +29,113 @@ def add_settings_options(p: argparse.ArgumentParser) -> None:
 
 
 def settings_from(args: argparse.Namespace, **extra: Any) -> Any:
-    from asset3d.pipeline.settings import load_settings
+    """The settings of a command: its flags over the environment over the config file (`load_settings`)."""
+    from asset3d.pipeline.settings import SettingsError, load_settings
 
-    return load_settings(
-        args.config, preset=args.preset, model=args.model, catalogue_url=args.catalogue_url,
-        batch_size=args.batch_size, device=args.device, **extra,
-    )  # fmt: skip
+    try:
+        return load_settings(
+            args.config, preset=args.preset, model=args.model, catalogue_url=args.catalogue_url,
+            batch_size=args.batch_size, device=args.device, **extra,
+        )  # fmt: skip
+    except SettingsError as err:
+        raise Refused(str(err)) from None
+
+
+def say_catalogue(settings: Any) -> None:
+    """Which catalogue the command uses, on stderr (password masked)."""
+    from storage.catalogue import redact_url
+
+    print(f"catalogue: {redact_url(settings.resolved_catalogue_url())}", file=sys.stderr)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "convert",
-        help="convert local photos to GLB + previews + metrics (no Prefect), updating the catalogue",
+        help="convert local photos (files or folders) to GLB + previews + metrics (no Prefect), updating the catalogue",
         description=(
-            "Convert local photos: intake, TripoSR, meshing, review, then write "
-            "OUT/SKU/ASSET_ID/{model.glb,previews/,metrics.json,manifest.json} and update the catalogue. "
-            "Exit 0 when all photos converted, 2 when some failed, 1 on a fatal error."
+            "Convert local photos: intake, TripoSR, meshing, the review gate, then write "
+            "OUT/SKU/CONVERSION_KEY/{model.glb,previews/,intake/,metrics.json} (+ manifest.json once approved) and "
+            "update the catalogue. Photos already converted for their bytes, model and parameters are skipped "
+            "(--force converts them again). Folders are searched recursively for PNG, JPEG, WebP and TIFF files. "
+            "Exit 0 when all photos converted or were skipped, 2 when some failed, 1 when the command line is "
+            "refused or the run cannot start."
         ),
     )
-    p.add_argument("images", nargs="+", type=Path, metavar="IMAGE", help="photo files (PNG, JPEG, WebP, TIFF)")
+    p.add_argument("images", nargs="+", type=Path, metavar="PHOTO", help="photo files or folders of photos")
     p.add_argument("--out", type=Path, required=True, help="output folder (the destination 'bucket')")
-    p.add_argument("--sku", default=None, help="SKU for every photo (default: each file's name without suffix)")
+    p.add_argument(
+        "--sku", default=None,
+        help="SKU for every photo (default: a file's name without suffix; for photos found in a folder, their parent folder's name)",
+    )  # fmt: skip
+    p.add_argument("--relabel", action="store_true", help="with --sku: allow moving photos already catalogued under another SKU")
+    p.add_argument("--force", action="store_true", help="convert photos again even when already converted")
     add_settings_options(p)
     p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    from asset3d.pipeline.errors import describe
-    from asset3d.pipeline.settings import SettingsError
+def _items(files: list[tuple[Path, bool]], sku: str | None) -> list[dict[str, str]]:
+    """The driver's source: each photo's URI, and its SKU where this command decides it."""
+    items = []
+    for path, given in files:
+        uri = path.resolve().as_uri()
+        name = sku or (path.stem if given else None)
+        items.append({"uri": uri, "sku": name} if name else {"uri": uri})
+    return items
 
-    missing = [str(p) for p in args.images if not p.is_file()]
-    if missing:
-        print(f"asset3d convert: no such file: {', '.join(missing)}", file=sys.stderr)
+
+def _check_relabel(settings: Any, items: list[dict[str, str]], sku: str) -> None:
+    """Refuse a ``--sku`` that would move photos already catalogued under another SKU."""
+    from asset3d.pipeline.records import open_catalogue
+
+    url = settings.resolved_catalogue_url()
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
+        return  # no catalogue yet: nothing to re-label
+    known = open_catalogue(url, auto_migrate=settings.auto_migrate).photos_by_uri(i["uri"] for i in items)
+    moved = sorted((uri, p.sku) for uri, p in known.items() if p.sku != sku)
+    if moved:
+        uri, old = moved[0]
+        more = f" (and {len(moved) - 1} more)" if len(moved) > 1 else ""
+        raise Refused(f"--sku {sku}: {uri} is catalogued under SKU {old}{more}; add --relabel to move it")
+
+
+def run(args: argparse.Namespace) -> int:
+    files = photo_files(args.images)
+    out = args.out.resolve()
+    store(str(out), role="--out", must_exist=False)
+    settings = settings_from(args, dest=str(out))
+    items = _items(files, args.sku)
+    if args.sku and not args.relabel:
+        _check_relabel(settings, items, args.sku)
+    bad = unreadable_images(p for p, _ in files)
+    for path, why in bad.items():
+        print(f"asset3d convert: {path}: {why}", file=sys.stderr)
+    if len(bad) == len(files):
         return 2
-    try:
-        settings = settings_from(args, dest=str(args.out.resolve()))
-        summary = convert_local(args.images, settings, sku=args.sku)
-    except SettingsError as err:
-        print(f"asset3d convert: {err}", file=sys.stderr)
-        return 1
-    except Exception as err:  # a fatal error: model, catalogue or destination unusable
-        print(f"asset3d convert: fatal: {describe(err)[1]}", file=sys.stderr)
-        return 1
+    say_catalogue(settings)
+    summary = convert_local(items, settings, force=args.force)
     print_report(summary, as_json=args.json)
     return summary.exit_code()
+
+
+class TerminalReporter:
+    """A line per photo on stderr, as photos finish."""
+
+    def info(self, message: str) -> None:
+        print(message, file=sys.stderr)
+
+    def warning(self, message: str) -> None:
+        pass  # each failure has its own line in `photo_done`
+
+    def photo_done(self, outcome: Any, finished: int, total: int) -> None:
+        o = outcome
+        secs = sum(o.timings_s.values())
+        if o.status.is_failure:
+            detail = f"{o.status.value} at {o.stage} ({o.reason})"
+        elif o.glb_uri:
+            detail = f"{o.status.value}, {o.faces} faces -> {o.glb_uri}"
+        else:
+            detail = o.status.value
+        print(f"[{finished}/{total}] {o.name}: {detail} ({secs:.1f} s)", file=sys.stderr)
 
 
 def print_report(summary: Any, *, as_json: bool) -> None:
@@ -83,91 +148,13 @@ def print_report(summary: Any, *, as_json: bool) -> None:
         print(o.line(), file=sys.stderr)
 
 
-def convert_local(images: list[Path], settings: Any, *, sku: str | None = None) -> Any:
-    """Convert local photo files with the pipeline's stages in this process; returns a `BatchSummary`."""
-    from asset3d.pipeline import assets, models, photos, records
-    from asset3d.pipeline.errors import describe
-    from asset3d.pipeline.summary import BatchSummary, PhotoOutcome
-    from storage import open_store
-    from storage.catalogue import conversion_key
+def convert_local(source: Any, settings: Any, *, force: bool = False, reporter: Any = None) -> Any:
+    """Convert photos with the driver in this process (no Prefect); returns the `BatchSummary`."""
+    from asset3d.pipeline.driver import Driver, InlineRunner
 
-    t0 = time.perf_counter()
-    cat = records.open_catalogue(settings.resolved_catalogue_url(), auto_migrate=settings.auto_migrate)
-    loaded = models.get_model(settings.model, settings.device, settings.dtype)
-    print(f"model: {loaded.choice.label} ({loaded.model_id})", file=sys.stderr)
-    ctx = records.start_run(
-        cat, settings, model_id=loaded.model_id, model_label=loaded.choice.label, model_source=loaded.choice.source,
-        weights_sha256=loaded.weights_sha256, flow_run_id=None,
-    )  # fmt: skip
-    refs = []
-    for image in images:
-        path = image.resolve()
-        store = open_store(path.parent)
-        info = store.head(path.name)
-        name = sku or path.stem
-        refs.append(photos.PhotoRef(store.uri_for(path.name), store.uri, path.name, name, info.etag, info.size))
-    outcomes = [PhotoOutcome(r.uri, r.sku) for r in refs]
-    summary = BatchSummary("convert", outcomes, model_label=loaded.choice.label, model_id=loaded.model_id,
-                           weights_sha256=loaded.weights_sha256, run_ids=[ctx.run_id])  # fmt: skip
-    n = len(refs)
-
-    def fail(i: int, stage: str, err: BaseException, facts: Any = None, settle: bool | None = None) -> None:
-        o = outcomes[i]
-        o.status, o.stage = "failed", getattr(err, "stage", stage)
-        o.reason, o.message = describe(err)
-        records.record_failure(cat, ctx, refs[i], o.stage, err, facts or getattr(err, "facts", None), settle=settle)
-        print(f"[{i + 1}/{n}] {refs[i].name}: failed at {o.stage} ({o.reason})", file=sys.stderr)
-
-    def timed(i: int, stage: str, fn: Any, *a: Any, **k: Any) -> Any:
-        start = time.perf_counter()
-        value = fn(*a, **k)
-        outcomes[i].timings_s[stage] = round(time.perf_counter() - start, 4)
-        return value
-
-    for lo in range(0, n, settings.batch_size):
-        batch: list[tuple[int, photos.Prepared, Any]] = []
-        for i in range(lo, min(n, lo + settings.batch_size)):
-            try:
-                fetched = timed(i, "fetch", photos.fetch_photo, refs[i], max_bytes=settings.max_photo_bytes)
-            except Exception as err:
-                fail(i, "fetch", err)
-                continue
-            try:
-                batch.append((i, timed(i, "intake", photos.prepare_photo, fetched, settings), fetched.facts()))
-            except Exception as err:
-                fail(i, "intake", err, fetched.facts())
-        if not batch:
-            continue
-        start = time.perf_counter()
-        try:
-            recons = models.reconstruct_batch(loaded, [p for _, p, _ in batch], resolution=settings.mc_resolution, threshold=settings.mc_threshold)
-        except Exception as err:  # the whole micro-batch: no photo's fault
-            for i, _, facts in batch:
-                fail(i, "reconstruct", err, facts, settle=False)
-            continue
-        share = round((time.perf_counter() - start) / len(batch), 4)
-        for (i, prepared, facts), recon in zip(batch, recons, strict=True):
-            outcomes[i].timings_s["reconstruct"] = share
-            if isinstance(recon, BaseException):
-                fail(i, "reconstruct", recon, facts)
-                continue
-            ref, stage = refs[i], "build"
-            try:
-                asset_id = conversion_key(prepared.sha256, ctx.params_hash, ctx.weights_sha256)
-                built = timed(i, "build", assets.build, prepared, recon, loaded, settings, asset_id=asset_id)
-                provenance = records.provenance(ctx, ref, built)
-                stage = "publish"
-                published = timed(i, "publish", assets.publish, built, settings.dest, provenance=provenance,
-                                  manifest=built.decision == "auto_approved")  # fmt: skip
-                stage = "record"
-                asset = timed(i, "record", records.record_asset, cat, ctx, ref, facts, built, published)
-            except Exception as err:
-                fail(i, stage, err, facts)
-                continue
-            o = outcomes[i]
-            o.converted(asset, built, published)
-            secs = sum(o.timings_s.values())
-            print(f"[{i + 1}/{n}] {ref.name}: {o.status}, {built.faces} faces -> {published.glb_uri} ({secs:.1f} s)", file=sys.stderr)
-    cat.finish_run(ctx.run_id)
-    summary.wall_s = time.perf_counter() - t0
-    return summary
+    runner = InlineRunner.for_settings(settings)
+    try:
+        driver = Driver(settings, runner, kind="convert", reporter=reporter or TerminalReporter())
+        return driver.run(source, force=force)
+    finally:
+        runner.close()

@@ -7,6 +7,8 @@ import os
 import sys
 from pathlib import Path
 
+from asset3d.cli import preflight
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -29,6 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    preflight.prefect_api_url()  # before anything talks to a server: never a throwaway temporary one
     from flows.deploy import PREFECT_YAML, deploy_all, ensure_infrastructure
 
     path = (args.prefect_file or PREFECT_YAML).resolve()

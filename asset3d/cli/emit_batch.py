@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from asset3d.cli import preflight
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -23,6 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    preflight.prefect_api_url()  # before anything talks to a server: never a throwaway temporary one
     from flows.triggers import EVENT, emit_batch
 
     try:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
-from asset3d.cli.convert import add_settings_options, print_report, settings_from
+from asset3d.cli import preflight
+from asset3d.cli.convert import add_settings_options, print_report, say_catalogue, settings_from
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -26,22 +26,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from asset3d.pipeline.errors import describe
-    from asset3d.pipeline.settings import SettingsError
     from asset3d.pipeline.summary import BatchSummary
 
-    try:
-        settings = settings_from(args, source=args.source, dest=args.dest)
-    except SettingsError as err:
-        print(f"asset3d nightly: {err}", file=sys.stderr)
-        return 1
+    settings = settings_from(args, source=args.source, dest=args.dest)
+    preflight.store(settings.source, role="source", must_exist=True)
+    preflight.store(settings.dest, role="dest", must_exist=False)
+    say_catalogue(settings)
     from flows.nightly import nightly_catalogue
 
-    try:
-        report = nightly_catalogue(options=settings.model_dump(mode="json"))
-    except Exception as err:  # the run failed as a whole
-        print(f"asset3d nightly: fatal: {describe(err)[1]}", file=sys.stderr)
-        return 1
+    report = nightly_catalogue(options=settings.model_dump(mode="json"))
     summary = BatchSummary.from_dict(report)
     print_report(summary, as_json=args.json)
     return summary.exit_code()

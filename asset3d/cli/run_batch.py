@@ -7,7 +7,8 @@ import json
 import sys
 from typing import Any
 
-from asset3d.cli.convert import add_settings_options, print_report, settings_from
+from asset3d.cli import preflight
+from asset3d.cli.convert import add_settings_options, print_report, say_catalogue, settings_from
 
 FAILED = ("failed", "rejected")
 
@@ -55,24 +56,18 @@ def _explicit(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from asset3d.pipeline.errors import describe
-    from asset3d.pipeline.settings import SettingsError
     from asset3d.pipeline.summary import BatchSummary
 
-    try:
-        settings = settings_from(args, dest=args.dest, sku_pattern=args.sku_pattern, sidecar=args.sidecar, fan_out=args.fan_out)
-    except SettingsError as err:
-        print(f"asset3d run-batch: {err}", file=sys.stderr)
-        return 1
+    settings = settings_from(args, dest=args.dest, sku_pattern=args.sku_pattern, sidecar=args.sidecar, fan_out=args.fan_out)
     if args.deployment:
+        preflight.prefect_api_url()
         return _submit(args)
+    preflight.store(args.source, role="source", must_exist=True)
+    preflight.store(settings.dest, role="dest", must_exist=False)
+    say_catalogue(settings)
     from flows.convert import convert_batch
 
-    try:
-        report = convert_batch(args.source, options=settings.model_dump(mode="json"))
-    except Exception as err:  # the flow failed as a whole: source, catalogue or model unusable
-        print(f"asset3d run-batch: fatal: {describe(err)[1]}", file=sys.stderr)
-        return 1
+    report = convert_batch(args.source, options=settings.model_dump(mode="json"))
     summary = BatchSummary.from_dict(report)
     print_report(summary, as_json=args.json)
     return summary.exit_code()
@@ -102,5 +97,5 @@ def _submit(args: argparse.Namespace) -> int:
         return 1
     failed = [row for row in out["photos"] if row.get("status") in FAILED]
     for row in failed:
-        print(f"{row['status']:<12} {row.get('sku')}/{row.get('photo')}: {row.get('glb_key_or_reason')}", file=sys.stderr)
+        print(f"{row['status']:<12} {row.get('sku')}/{row.get('photo')}: {row.get('glb_uri_or_reason')}", file=sys.stderr)
     return 2 if failed else 0

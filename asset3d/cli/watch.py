@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from asset3d.cli import preflight
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -28,6 +30,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    preflight.prefect_api_url()  # before anything talks to a server: never a throwaway temporary one
+    preflight.store(args.source, role="source", must_exist=True)
     from flows.triggers import watch
 
     if args.interval <= 0 or args.depth < 0:

@@ -1,22 +1,12 @@
-"""Assets out: the meshing stage on one reconstruction, the review decision, and publishing to a bucket.
+"""Assets out: the meshing stage on one reconstruction and the review gate's decision; staging the files.
 
-Layout of a published asset (``asset_id`` is the catalogue's conversion key: SHA-256 of the photo's
-bytes, the conversion parameters and the weights)::
-
-    {dest}/{sku}/{asset_id}/model.glb
-    {dest}/{sku}/{asset_id}/previews/view_00.png ... contact_sheet.png
-    {dest}/{sku}/{asset_id}/metrics.json
-    {dest}/{sku}/{asset_id}/manifest.json      written last; consumers see an asset only once it exists
-
-``manifest.json`` is ``{"files": [{"key", "sha256", "bytes", "content_type"}, ...], "provenance": {...}}``
-with keys relative to the manifest's folder. Files whose stored SHA-256 already matches are not written
-again, and a manifest listing the same files is left as it is: re-publishing identical content writes
-nothing. Assets the review gate holds or rejects are staged (files, no manifest).
+The files of an asset (`BuiltAsset.files`) and where they go: `asset3d.pipeline.publishing`.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import math
 import re
@@ -25,18 +15,24 @@ from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
+
+import numpy as np
 
 from asset3d import __version__
-from asset3d.pipeline.models import LoadedModel, Reconstruction, color_field
+from asset3d.pipeline import publishing
+from asset3d.pipeline.models import Reconstruction, color_field, get_model
+from asset3d.pipeline.options import BuildOptions, MachineOptions, PublishOptions
 from asset3d.pipeline.photos import Prepared
-from asset3d.pipeline.settings import Settings
-from storage import ObjectNotFound, open_store
+from meshing.review import GateDecision
 
-Decision = Literal["auto_approved", "needs_review", "rejected"]
-MANIFEST = "manifest.json"
 _METRIC = re.compile(r"^[a-z][a-z0-9_.]{0,63}$")
-_CONTENT_TYPES = {".glb": "model/gltf-binary", ".png": "image/png", ".json": "application/json"}
+_CONTENT_TYPES = {
+    ".glb": "model/gltf-binary",
+    ".usdz": "model/vnd.usdz+zip",
+    ".png": "image/png",
+    ".json": "application/json",
+}
 
 
 @dataclass(frozen=True)
@@ -57,17 +53,28 @@ class AssetFile:
 
 
 @dataclass(frozen=True)
+class AssetIdentity:
+    """Which asset a build makes: its conversion key, and the photo and product it shows."""
+
+    conversion_key: str
+    sku: str
+    photo_uri: str
+
+
+@dataclass(frozen=True)
 class BuiltAsset:
     """What the build stage made of one photo: files, metrics and the review gate's decision."""
 
-    asset_id: str
+    conversion_key: str
     sku: str
     photo_uri: str
     photo_sha256: str
     files: tuple[AssetFile, ...] = field(repr=False)
     metrics: dict[str, Any] = field(repr=False)
-    decision: Decision
+    decision: GateDecision
     reasons: tuple[str, ...]
+    #: the gate's verdict as the catalogue keeps it (decision, reasons, notes, intake summary)
+    gate: dict[str, Any] = field(repr=False)
     faces: int
     vertices: int
     timings_s: dict[str, float] = field(default_factory=dict, repr=False)
@@ -78,19 +85,7 @@ class BuiltAsset:
 
     @property
     def prefix(self) -> str:
-        return f"{self.sku}/{self.asset_id}"
-
-
-@dataclass(frozen=True)
-class Published:
-    """Where an asset's files went: URIs, whether the manifest exists, how many objects were written."""
-
-    glb_uri: str
-    preview_uris: tuple[str, ...]
-    metrics_uri: str
-    manifest_uri: str | None
-    written: int
-    unchanged: int
+        return f"{self.sku}/{self.conversion_key}"
 
 
 #: meshing renders with one OpenGL context per thread; every build of this process runs on this one thread,
@@ -137,11 +132,12 @@ def key_metrics(metrics: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def build(prepared: Prepared, recon: Reconstruction, loaded: LoadedModel, settings: Settings, *, asset_id: str) -> BuiltAsset:
+def build(prepared: Prepared, recon: Reconstruction, options: BuildOptions, machine: MachineOptions, identity: AssetIdentity) -> BuiltAsset:
     """Mesh -> validated GLB, previews and metrics for one photo, and the review gate's decision.
 
-    The GLB's ``asset.extras`` carry the SKU, photo SHA-256, model id, weights SHA-256 and pipeline
-    version (no run id, so identical inputs give identical bytes).
+    The GLB's ``asset.extras`` carry the SKU, conversion key, photo SHA-256, model id, weights SHA-256 and
+    pipeline version (no run id, so identical inputs give identical bytes). The files also hold the framed
+    model input and its mask (``intake/``), what a reviewer compares the model with.
 
     Raises
     ------
@@ -151,29 +147,29 @@ def build(prepared: Prepared, recon: Reconstruction, loaded: LoadedModel, settin
     from meshing import AssetOptions, build_asset
     from meshing.review import load_policy, review
 
-    ref = prepared.ref
+    loaded = get_model(machine.model, machine.device, machine.dtype)
     metadata = {
-        "sku": ref.sku,
-        "asset_id": asset_id,
+        "sku": identity.sku,
+        "conversion_key": identity.conversion_key,
         "source_photo_sha256": prepared.sha256,
         "model_id": loaded.model_id,
         "weights_sha256": loaded.weights_sha256,
         "pipeline_version": __version__,
     }
+    asset_options = AssetOptions(
+        preset=options.preset,
+        faces=options.faces,
+        texture_size=options.texture_size,
+        name="model",
+        previews=True,
+        preview_views=options.preview_views,
+        preview_size=options.preview_size,
+    )
     with tempfile.TemporaryDirectory(prefix="asset3d-build-") as tmp:
-        options = AssetOptions(
-            preset=settings.preset,
-            faces=settings.faces,
-            texture_size=settings.texture_size,
-            name="model",
-            previews=True,
-            preview_views=settings.preview_views,
-            preview_size=settings.preview_size,
-        )
         result = _render_thread.submit(
             build_asset,
             recon.mesh,
-            options,
+            asset_options,
             out_dir=tmp,
             field_color=color_field(loaded, recon.scene_code),
             metadata=metadata,
@@ -183,12 +179,19 @@ def build(prepared: Prepared, recon: Reconstruction, loaded: LoadedModel, settin
         files = [AssetFile("model.glb", result.glb_path.read_bytes(), "model/gltf-binary")]
         pictures = [*result.preview_paths, *([result.contact_sheet] if result.contact_sheet else [])]
         files += [AssetFile(f"previews/{p.name}", p.read_bytes(), "image/png") for p in pictures]
-    verdict = review(result.metrics, intake_flags=prepared.flags, policy=load_policy(settings.review_thresholds()))
+    files += [
+        AssetFile("intake/input.png", _png(prepared.image), "image/png"),
+        AssetFile("intake/mask.png", _png(prepared.mask.astype(np.uint8) * 255), "image/png"),
+    ]
+    verdict = review(result.metrics, intake_flags=prepared.flags, policy=load_policy(options.review))
     metrics = {k: v for k, v in result.metrics.items() if k != "timings_s"}
+    intake_summary = {"method": prepared.intake.get("method"), "flags": list(prepared.flags)}
+    gate = {**verdict.as_dict(), "decision": verdict.status.value, "intake": intake_summary}
+    gate.pop("status", None)
     report = {
-        "asset_id": asset_id,
-        "sku": ref.sku,
-        "photo": {"uri": ref.uri, "sha256": prepared.sha256},
+        "conversion_key": identity.conversion_key,
+        "sku": identity.sku,
+        "photo": {"uri": identity.photo_uri, "sha256": prepared.sha256},
         "review": verdict.as_dict(),
         "intake": prepared.intake,
         "metrics": metrics,
@@ -196,73 +199,36 @@ def build(prepared: Prepared, recon: Reconstruction, loaded: LoadedModel, settin
     files.append(AssetFile("metrics.json", _json_bytes(report), "application/json"))
     asset_stats = result.metrics.get("asset", {})
     return BuiltAsset(
-        asset_id=asset_id,
-        sku=ref.sku,
-        photo_uri=ref.uri,
+        conversion_key=identity.conversion_key,
+        sku=identity.sku,
+        photo_uri=identity.photo_uri,
         photo_sha256=prepared.sha256,
         files=tuple(files),
         metrics=metrics,
-        decision=verdict.status.value,
-        reasons=tuple(verdict.reasons),
+        decision=GateDecision(verdict.status),
+        reasons=tuple(str(r) for r in verdict.reasons),
+        gate=gate,
         faces=int(asset_stats.get("faces", 0)),
         vertices=int(asset_stats.get("vertices", 0)),
         timings_s=dict(result.timings_s),
     )
 
 
+def _png(pixels: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(pixels)).save(buf, format="PNG", optimize=False)
+    return buf.getvalue()
+
+
 def _json_bytes(doc: Any) -> bytes:
     return (json.dumps(doc, indent=2, sort_keys=True, default=str) + "\n").encode()
 
 
-def manifest_document(built: BuiltAsset, provenance: Mapping[str, Any]) -> dict[str, Any]:
-    """The manifest of an asset: every file with checksum, size and content type, and its provenance."""
-    return {"files": [f.entry() for f in built.files], "provenance": dict(provenance)}
-
-
-def publish(built: BuiltAsset, dest: str, *, provenance: Mapping[str, Any], manifest: bool) -> Published:
-    """Write an asset's files under ``{dest}/{sku}/{asset_id}/``, then (when ``manifest``) its manifest.
-
-    Files already stored with the same SHA-256 are skipped; a manifest that lists the same files is left
-    untouched (its provenance names the run that first published it).
-
-    Raises
-    ------
-    storage.StorageError
-        Any storage failure (``transient`` says whether to retry; a retry resumes where it stopped).
-    """
-    store = open_store(dest)
-    written = unchanged = 0
-    for f in built.files:
-        key = f"{built.prefix}/{f.name}"
-        try:
-            same = store.head(key).sha256 == f.sha256
-        except ObjectNotFound:
-            same = False
-        if same:
-            unchanged += 1
-            continue
-        store.put(key, f.data, content_type=f.content_type, metadata={"asset-id": built.asset_id, "sku": built.sku})
-        written += 1
-    manifest_uri = None
-    if manifest:
-        key = f"{built.prefix}/{MANIFEST}"
-        doc = manifest_document(built, provenance)
-        try:
-            current = json.loads(store.get(key, max_bytes=4 << 20))
-        except (ObjectNotFound, ValueError):
-            current = None
-        if isinstance(current, dict) and current.get("files") == doc["files"]:
-            unchanged += 1
-        else:
-            store.put(key, _json_bytes(doc), content_type="application/json", metadata={"asset-id": built.asset_id})
-            written += 1
-        manifest_uri = store.uri_for(key)
-    return Published(
-        glb_uri=store.uri_for(f"{built.prefix}/model.glb"),
-        preview_uris=tuple(store.uri_for(f"{built.prefix}/{f.name}") for f in built.files if f.name.startswith("previews/")),
-        metrics_uri=store.uri_for(f"{built.prefix}/metrics.json"),
-        manifest_uri=manifest_uri,
-        written=written,
-        unchanged=unchanged,
-    )
-
+def stage(built: BuiltAsset, options: PublishOptions) -> publishing.Staged:
+    """The publish stage's first step: every file of the asset into its folder of the destination, no
+    manifest (`asset3d.pipeline.publishing.stage`; identical files are not written again)."""
+    folder = publishing.asset_folder(options.dest, built.sku, built.conversion_key)
+    files = [(f.name, f.data, f.content_type) for f in built.files]
+    return publishing.stage(folder, files, metadata={"conversion-key": built.conversion_key, "sku": built.sku})

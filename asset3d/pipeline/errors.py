@@ -1,19 +1,26 @@
-"""What went wrong at which stage, and whether trying again can help.
+"""What went wrong at which stage, and whether trying again can help: one protocol for every error.
 
-Every stage raises the error type of the package it calls (`intake.IntakeError`, `meshing.MeshingError`,
-`storage.StorageError`, `storage.catalogue.CatalogueError`, `triposr.ModelNotAvailable`) or a
-`StageError` of its own. `describe` turns any of them into ``(reason, message)`` for the catalogue's
-failure rows; `is_transient` says whether a retry can succeed (the tasks' retry condition).
+Every error the pipeline records speaks `ReasonedError`: a machine-readable ``reason`` and a ``transient``
+flag. The libraries' families all do (`intake.IntakeError`, `meshing.MeshingError`, `storage.StorageError`,
+`storage.catalogue.CatalogueError`, `triposr.ModelNotAvailable` / `UnsafeCheckpoint`,
+`asset3d.pipeline.settings.SettingsError`), and the pipeline's own refusals are `StageError`.
+`describe` and `is_transient` dispatch on the protocol only; an exception outside it (a bug, or a driver
+error nobody mapped) is ``unexpected_error``, or ``transient`` when it is a connection or timeout error.
 """
 
 from __future__ import annotations
 
 import errno
 import socket
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
-#: Storage and catalogue reasons that mean "try again later", never "this photo is bad".
-TRANSIENT_REASONS = frozenset({"server_error", "throttled", "connection", "transient", "unreachable"})
+
+@runtime_checkable
+class ReasonedError(Protocol):
+    """The protocol: ``reason`` (a string, or a `StrEnum` member) and ``transient`` (a retry may succeed)."""
+
+    reason: Any
+    transient: bool
 
 
 class StageError(Exception):
@@ -55,9 +62,8 @@ def is_transient(exc: BaseException) -> bool:
 
     A 403, a missing object, a corrupt photo, a validation failure or a bad setting is never transient.
     """
-    flag = getattr(exc, "transient", None)
-    if isinstance(flag, bool):
-        return flag
+    if isinstance(exc, ReasonedError):
+        return bool(exc.transient)
     if isinstance(exc, ConnectionError | TimeoutError | socket.timeout):
         return True
     if isinstance(exc, OSError) and exc.errno in (errno.ECONNRESET, errno.ECONNREFUSED, errno.EPIPE, errno.ETIMEDOUT):
@@ -72,16 +78,11 @@ def is_transient(exc: BaseException) -> bool:
 
 
 def describe(exc: BaseException) -> tuple[str, str]:
-    """``(reason, message)`` of any stage error, for failure rows and summaries."""
-    reason = getattr(exc, "reason", None)
-    if reason is not None and not isinstance(reason, str | int):
-        reason = getattr(reason, "value", str(reason))
-    if reason is None:
-        if is_transient(exc):
-            reason = "transient"
-        elif type(exc).__name__ == "ModelNotAvailable":
-            reason = "model_unavailable"
-        else:
-            reason = type(exc).__name__.lower()
-    message = str(exc) or type(exc).__name__
-    return str(reason), message
+    """``(reason, message)`` of any error, for failure rows and summaries."""
+    if isinstance(exc, ReasonedError):
+        reason = str(getattr(exc.reason, "value", exc.reason))
+        message = str(exc) or reason
+    else:
+        reason = "transient" if is_transient(exc) else "unexpected_error"
+        message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return reason, message

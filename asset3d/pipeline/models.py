@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from asset3d.pipeline.errors import StageError
+from asset3d.pipeline.options import MachineOptions, ReconstructOptions
+from asset3d.pipeline.vocabulary import Stage
 
 if TYPE_CHECKING:
     import trimesh
@@ -277,10 +279,31 @@ def reconstruct_batch(
     out: list[Reconstruction | StageError] = []
     for photo, code, mesh in zip(photos, codes, meshes, strict=True):
         if mesh.metadata.get("surface_empty") or len(mesh.faces) == 0:
-            out.append(StageError("reconstruct", "empty_surface", f"{photo.ref.uri}: the field has no surface at density {threshold}"))
+            out.append(StageError(Stage.reconstruct, "empty_surface", f"the field has no surface at density {threshold}"))
         else:
             out.append(Reconstruction(photo.sha256, mesh, code.float().cpu().numpy()))
     return out
+
+
+def reconstruct(
+    batch: Sequence[Prepared], machine: MachineOptions, options: ReconstructOptions, weights_sha256: str
+) -> list[Reconstruction | StageError]:
+    """The reconstruct stage: one micro-batch through this process's model, which must have the run's weights.
+
+    Raises
+    ------
+    StageError
+        ``reconstruct/weights_mismatch``: this worker's model is not the one the run identified.
+    triposr.ModelNotAvailable
+        The model cannot be loaded here.
+    """
+    loaded = get_model(machine.model, machine.device, machine.dtype)
+    if loaded.weights_sha256 != weights_sha256:
+        raise StageError(
+            Stage.reconstruct, "weights_mismatch",
+            f"model {loaded.model_id} here has weights {loaded.weights_sha256[:12]}, the run expects {weights_sha256[:12]}",
+        )  # fmt: skip
+    return reconstruct_batch(loaded, batch, resolution=options.mc_resolution, threshold=options.mc_threshold)
 
 
 def color_field(loaded: LoadedModel, scene_code: np.ndarray) -> Any:

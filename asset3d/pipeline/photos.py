@@ -1,8 +1,12 @@
 """Photos in: find them in a bucket, name their SKU, download them, and turn them into the model input.
 
-* `discover` lists a prefix (or heads an explicit list of URIs) and gives each photo its SKU;
+* `discover` lists a prefix (or heads an explicit list of URIs) and gives each photo its SKU; a photo it
+  cannot accept (a folder name that is no SKU, an unsafe key) is a `Refusal` of that photo alone;
 * `fetch_photo` downloads one photo under a size cap, hashes it and checks that it decodes;
 * `prepare_photo` runs the intake stage (background, framing, flags) on the bytes.
+
+What `fetch_photo` and `prepare_photo` return carries no identity (no URI, no SKU): those results are
+cached by content, and the same bytes may be two photos of two products.
 
 SKU rules, in order: a sidecar file (CSV ``key,sku`` or JSON ``{key: sku}``; keys relative to the source
 prefix, or full URIs), else the ``sku_pattern`` regex searched in the photo's URI (group ``sku``, else group
@@ -23,9 +27,10 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from asset3d.pipeline.errors import StageError
-from asset3d.pipeline.settings import Settings
-from storage import ObjectNotFound, open_store, validate_key
+from asset3d.pipeline.errors import StageError, describe
+from asset3d.pipeline.options import DiscoverOptions, FetchOptions, IntakeOptions
+from asset3d.pipeline.vocabulary import Stage
+from storage import InvalidKey, ObjectNotFound, StorageError, open_store, validate_key
 from storage.objects import ObjectStore
 
 #: File suffixes listed as photos (others beside them, such as a sidecar, are ignored).
@@ -79,10 +84,26 @@ class PhotoFacts:
 
 
 @dataclass(frozen=True)
-class Fetched:
-    """One downloaded photo: its bytes, SHA-256 and decoded size."""
+class Refusal:
+    """A photo discovery could not accept: its URI (or listing key), and why."""
 
-    ref: PhotoRef
+    uri: str
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Discovery:
+    """What a source holds: the photos to consider, and those refused one by one."""
+
+    refs: list[PhotoRef]
+    refused: list[Refusal] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """One downloaded photo: its bytes, SHA-256 and decoded size (no identity: see the module docstring)."""
+
     data: bytes = field(repr=False)
     sha256: str
     width: int
@@ -103,6 +124,8 @@ class Prepared:
 
     Attributes
     ----------
+    sha256
+        Of the photo's bytes.
     image
         ``(512, 512, 3) uint8`` object framed on gray 0.5.
     mask
@@ -113,7 +136,6 @@ class Prepared:
         The intake summary (method, flags, source format), JSON-ready.
     """
 
-    ref: PhotoRef
     sha256: str
     image: np.ndarray = field(repr=False)
     mask: np.ndarray = field(repr=False)
@@ -127,7 +149,7 @@ class Prepared:
 def check_sku(sku: str, uri: str) -> str:
     """``sku`` if it can name a folder of the destination (1-128 of ``A-Za-z0-9._-``), else `StageError`."""
     if not isinstance(sku, str) or not _SKU.match(sku) or sku in (".", ".."):
-        raise StageError("discover", "bad_sku", f"{uri}: SKU {sku!r} refused (1-128 of A-Z a-z 0-9 . _ -)")
+        raise StageError(Stage.discover, "bad_sku", f"{uri}: SKU {sku!r} refused (1-128 of A-Z a-z 0-9 . _ -)")
     return sku
 
 
@@ -140,13 +162,13 @@ def sku_for(uri: str, *, pattern: str | None = None, sidecar: Mapping[str, str] 
     if pattern is not None:
         m = re.search(pattern, uri)
         if m is None:
-            raise StageError("discover", "bad_sku", f"{uri}: sku_pattern {pattern!r} does not match")
+            raise StageError(Stage.discover, "bad_sku", f"{uri}: sku_pattern {pattern!r} does not match")
         value = m.group("sku") if "sku" in m.re.groupindex else m.group(1)
         return check_sku(value, uri)
     path = urlsplit(uri).path if "://" in uri else uri
     parts = [p for p in path.split("/") if p]
     if len(parts) < 2:
-        raise StageError("discover", "bad_sku", f"{uri}: no parent folder to name the SKU; set sku_pattern or a sidecar")
+        raise StageError(Stage.discover, "bad_sku", f"{uri}: no parent folder to name the SKU; set sku_pattern or a sidecar")
     return check_sku(parts[-2], uri)
 
 
@@ -166,7 +188,7 @@ def parse_sidecar(data: bytes, name: str) -> dict[str, str]:
         try:
             doc = json.loads(text)
         except json.JSONDecodeError as err:
-            raise StageError("discover", "bad_sidecar", f"sidecar {name}: not JSON ({err})") from None
+            raise StageError(Stage.discover, "bad_sidecar", f"sidecar {name}: not JSON ({err})") from None
         rows: Iterable[Any] = doc.items() if isinstance(doc, dict) else ((r.get("key"), r.get("sku")) for r in doc if isinstance(r, dict))
         out = {str(k): str(v) for k, v in rows if k and v}
     else:
@@ -174,14 +196,14 @@ def parse_sidecar(data: bytes, name: str) -> dict[str, str]:
         fields = [f.strip().lower() for f in reader.fieldnames or []]
         key_col = next((c for c in ("key", "uri", "file", "filename") if c in fields), None)
         if key_col is None or "sku" not in fields:
-            raise StageError("discover", "bad_sidecar", f"sidecar {name}: needs a header with 'key' and 'sku' columns")
+            raise StageError(Stage.discover, "bad_sidecar", f"sidecar {name}: needs a header with 'key' and 'sku' columns")
         out = {}
         for row in reader:
             row = {(k or "").strip().lower(): (v or "").strip() for k, v in row.items()}
             if row.get(key_col) and row.get("sku"):
                 out[row[key_col]] = row["sku"]
     if not out:
-        raise StageError("discover", "bad_sidecar", f"sidecar {name}: no key/sku pairs")
+        raise StageError(Stage.discover, "bad_sidecar", f"sidecar {name}: no key/sku pairs")
     return out
 
 
@@ -198,11 +220,11 @@ def read_sidecar(sidecar: str, source_store: ObjectStore | None) -> dict[str, st
             pass
     parent, _, name = sidecar.rstrip("/").rpartition("/")
     if not name:
-        raise StageError("discover", "bad_sidecar", f"sidecar {sidecar!r}: not a file")
+        raise StageError(Stage.discover, "bad_sidecar", f"sidecar {sidecar!r}: not a file")
     try:
         data = open_store(parent or ".").get(name, max_bytes=16 << 20)
     except ObjectNotFound:
-        raise StageError("discover", "bad_sidecar", f"sidecar {sidecar}: not found") from None
+        raise StageError(Stage.discover, "bad_sidecar", f"sidecar {sidecar}: not found") from None
     return parse_sidecar(data, name)
 
 
@@ -217,12 +239,12 @@ def split_uri(uri: str) -> tuple[ObjectStore, str]:
     """The store holding ``uri`` (its parent folder or prefix) and the key of ``uri`` in it."""
     parent, _, name = uri.rstrip("/").rpartition("/")
     if not name or parent.endswith(":/"):
-        raise StageError("discover", "bad_uri", f"{uri!r}: not a photo URI (s3://bucket/key or a file path)")
+        raise StageError(Stage.discover, "bad_uri", f"{uri!r}: not a photo URI (s3://bucket/key or a file path)")
     return open_store(parent or "."), name
 
 
-def discover(source: str | Sequence[str | Mapping[str, str]], settings: Settings) -> list[PhotoRef]:
-    """Every photo of ``source`` with its SKU, in key order.
+def discover(source: str | Sequence[str | Mapping[str, str]], options: DiscoverOptions) -> Discovery:
+    """Every photo of ``source`` with its SKU, in key order, and the photos refused one by one.
 
     Parameters
     ----------
@@ -233,36 +255,57 @@ def discover(source: str | Sequence[str | Mapping[str, str]], settings: Settings
     Raises
     ------
     StageError
-        ``bad_sku`` / ``bad_sidecar`` / ``bad_uri``, naming the photo; storage errors pass through.
+        ``bad_sidecar``: the SKU sidecar is unreadable (it concerns every photo).
+    storage.StorageError
+        The source itself cannot be listed (no such bucket, access denied, ...).
     """
+    refs: list[PhotoRef] = []
+    refused: list[Refusal] = []
     if isinstance(source, str):
         store = open_store(source)
-        sidecar = read_sidecar(settings.sidecar, store) if settings.sidecar else None
-        refs = []
+        sidecar = read_sidecar(options.sidecar, store) if options.sidecar else None
         for info in store.list(""):
             if not is_photo_key(info.key):
                 continue
-            uri = store.uri_for(info.key)
-            sku = sku_for(uri, pattern=settings.sku_pattern, sidecar=sidecar, key=info.key)
+            try:
+                validate_key(info.key)
+                uri = store.uri_for(info.key)
+                sku = sku_for(uri, pattern=options.sku_pattern, sidecar=sidecar, key=info.key)
+            except (StageError, InvalidKey) as err:
+                refused.append(_refusal(f"{store.uri}/{info.key}", err))
+                continue
             refs.append(PhotoRef(uri, store.uri, info.key, sku, info.etag, info.size))
-        return refs
-    sidecar = read_sidecar(settings.sidecar, None) if settings.sidecar else None
-    refs = []
+        return Discovery(refs, refused)
+    sidecar = read_sidecar(options.sidecar, None) if options.sidecar else None
     for item in source:
         uri, sku = (item["uri"], item.get("sku")) if isinstance(item, Mapping) else (str(item), None)
-        store, key = split_uri(uri)
-        info = store.head(key)
-        uri = store.uri_for(key)
-        sku = check_sku(sku, uri) if sku else sku_for(uri, pattern=settings.sku_pattern, sidecar=sidecar, key=key)
+        try:
+            store, key = split_uri(uri)
+            info = store.head(key)
+            uri = store.uri_for(key)
+            sku = check_sku(sku, uri) if sku else sku_for(uri, pattern=options.sku_pattern, sidecar=sidecar, key=key)
+        except StageError as err:
+            refused.append(_refusal(uri, err))
+            continue
+        except StorageError as err:
+            if err.transient:
+                raise
+            refused.append(_refusal(uri, err))
+            continue
         refs.append(PhotoRef(uri, store.uri, key, sku, info.etag, info.size))
-    return refs
+    return Discovery(refs, refused)
+
+
+def _refusal(uri: str, err: Exception) -> Refusal:
+    reason, message = describe(err)
+    return Refusal(uri, reason, message if uri in message else f"{uri}: {message}")
 
 
 # -- fetch and intake ----------------------------------------------------------------------------------------
 
 
-def fetch_photo(ref: PhotoRef, *, max_bytes: int) -> Fetched:
-    """Download one photo (refused above ``max_bytes``), hash it, and check that it decodes.
+def fetch_photo(ref: PhotoRef, options: FetchOptions) -> Fetched:
+    """Download one photo (refused above ``options.max_bytes``), hash it, and check that it decodes.
 
     Raises
     ------
@@ -273,18 +316,18 @@ def fetch_photo(ref: PhotoRef, *, max_bytes: int) -> Fetched:
     """
     from intake import IntakeError, decode_image
 
-    data = open_store(ref.store).get(ref.key, max_bytes=max_bytes)
+    data = open_store(ref.store).get(ref.key, max_bytes=options.max_bytes)
     sha = hashlib.sha256(data).hexdigest()
     try:
         decoded = decode_image(data, name=ref.uri)
     except IntakeError as err:
-        raise StageError("fetch", err.reason.value, str(err), facts=PhotoFacts(sha, len(data))) from err
+        raise StageError(Stage.fetch, err.reason.value, str(err), facts=PhotoFacts(sha, len(data))) from err
     width, height = decoded.size
-    return Fetched(ref, data, sha, int(width), int(height), decoded.format)
+    return Fetched(data, sha, int(width), int(height), decoded.format)
 
 
-def prepare_photo(fetched: Fetched, settings: Settings) -> Prepared:
-    """The intake stage on one photo's bytes.
+def prepare_photo(fetched: Fetched, options: IntakeOptions, name: str) -> Prepared:
+    """The intake stage on one photo's bytes (``name``, the photo's URI, only names it in errors).
 
     Raises
     ------
@@ -295,20 +338,12 @@ def prepare_photo(fetched: Fetched, settings: Settings) -> Prepared:
     """
     import intake
 
-    result = intake.preprocess(
-        fetched.data,
-        name=fetched.ref.uri,
-        method=settings.intake_method,
-        foreground_ratio=settings.foreground_ratio,
-    )
+    result = intake.preprocess(fetched.data, name=name, method=options.method, foreground_ratio=options.foreground_ratio)
     flags = tuple(result.reasons)
-    reject = set(settings.review_thresholds().get("reject_intake_flags", ())) & set(flags)
+    reject = set(options.reject_flags) & set(flags)
     if reject:
-        raise StageError(
-            "intake", "intake_rejected", f"{fetched.ref.uri}: intake flags {sorted(reject)} are rejected by the review policy"
-        )
+        raise StageError(Stage.intake, "intake_rejected", f"{name}: intake flags {sorted(reject)} are rejected by the review policy")
     return Prepared(
-        ref=fetched.ref,
         sha256=fetched.sha256,
         image=np.ascontiguousarray(result.image),
         mask=np.asarray(result.framed_mask) > 0,

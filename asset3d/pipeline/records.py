@@ -1,34 +1,46 @@
 """The pipeline's side of the catalogue: runs, what is already converted, assets, failures.
 
-Everything goes through `storage.catalogue.Catalogue` except one read, `converted_photos`, a single
-query over the catalogue's models that tells which listed photos already have an asset for their current
-bytes with these parameters and weights (so a re-run skips them without downloading them again).
+Every read and write goes through `storage.catalogue.Catalogue`. Each function takes the run's
+`RunContext` (which names the catalogue by URL) and opens the process's catalogue for it, so the same
+functions run inline and as Prefect tasks.
 
 A photo that fails for good (corrupt file, refused by intake, empty surface, validator errors) is
 recorded as a ``failed`` asset plus a failure row: the catalogue counts it as converted, and the same
 bytes with the same model and parameters are not tried again. Any other failure (a storage or database
 outage after every retry, a destination that refuses writes, a whole micro-batch that failed) leaves only
-a failure row, so the next run tries the photo again.
+a failure row, so the next run tries the photo again (`settles`).
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from asset3d import __version__
-from asset3d.pipeline.assets import BuiltAsset, Published, flat_metrics
+from asset3d.pipeline.assets import BuiltAsset, flat_metrics
 from asset3d.pipeline.errors import describe, is_transient
-from asset3d.pipeline.photos import PhotoFacts, PhotoRef
-from asset3d.pipeline.settings import Settings
-from storage.catalogue import AssetRecord, AssetStatus, Catalogue, FailureRecord, params_hash
+from asset3d.pipeline.models import model_identity
+from asset3d.pipeline.options import StageOptions
+from asset3d.pipeline.photos import PhotoFacts, PhotoRef, Refusal
+from asset3d.pipeline.publishing import Staged
+from asset3d.pipeline.vocabulary import Stage
+from meshing.review import GateDecision
+from storage.catalogue import (
+    AssetRecord,
+    AssetStatus,
+    Catalogue,
+    ConvertedPhoto,
+    FailureRecord,
+    RunStatus,
+    params_hash,
+)
 
 _GATE_STATUS = {
-    "auto_approved": AssetStatus.auto_approved,
-    "needs_review": AssetStatus.needs_review,
-    "rejected": AssetStatus.rejected,  # built and valid, refused by the gate: a reviewer may overturn it
+    GateDecision.auto_approved: AssetStatus.auto_approved,
+    GateDecision.needs_review: AssetStatus.needs_review,
+    GateDecision.rejected: AssetStatus.rejected,  # built and valid, refused by the gate: a reviewer may overturn it
 }
 
 
@@ -49,17 +61,13 @@ class RunContext:
 
 
 @dataclass(frozen=True)
-class ConvertedPhoto:
-    """A photo that already has an asset for its current bytes, parameters and weights."""
+class Plan:
+    """What a batch must do: photos to convert, photos skipped unread, and what is known of the rest."""
 
-    uri: str
-    etag: str | None
-    sha256: str
-    asset_id: int
-    status: AssetStatus
-    published: bool
-    glb_uri: str | None
-    faces: int | None
+    todo: list[PhotoRef]
+    skipped: dict[str, ConvertedPhoto]
+    #: converted photos of ``todo`` whose ETag changed (maybe not their bytes)
+    known: dict[str, ConvertedPhoto]
 
 
 _catalogues: dict[str, Catalogue] = {}
@@ -92,98 +100,55 @@ def close_catalogue(url: str) -> None:
         cat.close()
 
 
-def start_run(
-    cat: Catalogue, settings: Settings, *, model_id: str, model_label: str, model_source: str, weights_sha256: str,
-    flow_run_id: str | None,
-) -> RunContext:
-    """Open the run's catalogue row (the same row again when a flow run is retried)."""
-    parameters = settings.conversion_params()
+def start_run(options: StageOptions, catalogue_url: str, auto_migrate: bool, flow_run_id: str | None) -> RunContext:
+    """Identify the model (weights SHA-256, without loading it) and open the run's catalogue row (the same
+    row again when a flow run is retried)."""
+    choice, model_id, weights_sha256 = model_identity(options.machine.model)
+    cat = open_catalogue(catalogue_url, auto_migrate=auto_migrate)
+    parameters = options.conversion_params()
     run = cat.start_run(
-        model_id=model_id,
-        weights_sha256=weights_sha256,
-        pipeline_version=__version__,
-        parameters=parameters,
+        model_id=model_id, weights_sha256=weights_sha256, pipeline_version=__version__, parameters=parameters,
         flow_run_id=flow_run_id,
-    )
+    )  # fmt: skip
     return RunContext(
         run_id=run.id,
         flow_run_id=flow_run_id,
-        catalogue_url=settings.resolved_catalogue_url(),
+        catalogue_url=catalogue_url,
         model_id=model_id,
-        model_label=model_label,
-        model_source=model_source,
+        model_label=choice.label,
+        model_source=choice.source,
         weights_sha256=weights_sha256,
         parameters=parameters,
         params_hash=params_hash(parameters),
-        preset=settings.preset,
+        preset=options.build.preset,
     )
 
 
-def converted_photos(cat: Catalogue, *, params_hash: str, weights_sha256: str, uris: Iterable[str] | None = None) -> dict[str, ConvertedPhoto]:
-    """Photos (by URI) with an asset for their current bytes, these parameters and these weights."""
-    from sqlalchemy import and_, select
-    from sqlalchemy.orm import Session
-
-    from storage.catalogue.models import Asset, Photo
-
-    base = select(
-        Photo.uri, Photo.etag, Photo.sha256, Asset.id, Asset.status, Asset.published_at, Asset.glb_uri, Asset.faces
-    ).join(
-        Asset,
-        and_(
-            Asset.photo_id == Photo.id,
-            Asset.photo_sha256 == Photo.sha256,
-            Asset.params_hash == params_hash,
-            Asset.weights_sha256 == weights_sha256,
-        ),
-    )
-    wanted = sorted(set(uris)) if uris is not None else None
-    queries = [base] if wanted is None else [base.where(Photo.uri.in_(wanted[i : i + 500])) for i in range(0, len(wanted), 500)]
-    out: dict[str, ConvertedPhoto] = {}
-    with Session(cat.engine) as session:
-        for q in queries:
-            for uri, etag, sha, asset_id, status, published_at, glb_uri, faces in session.execute(q):
-                out[uri] = ConvertedPhoto(uri, etag, sha, asset_id, AssetStatus(status), published_at is not None, glb_uri, faces)
-    return out
+def finish_run(ctx: RunContext, status: RunStatus = RunStatus.completed) -> None:
+    """Close the run's catalogue row."""
+    open_catalogue(ctx.catalogue_url).finish_run(ctx.run_id, status)
 
 
-def split_done(refs: Sequence[PhotoRef], done: Mapping[str, ConvertedPhoto]) -> tuple[list[PhotoRef], list[PhotoRef]]:
-    """``(to_convert, skipped)``: a photo is skipped when its listed ETag equals the converted photo's.
+def plan(refs: Sequence[PhotoRef], ctx: RunContext, force: bool = False) -> Plan:
+    """The photos to convert, and those already converted for their current ETag (skipped unread).
 
     A converted photo whose ETag changed is converted again unless its bytes turn out the same once
-    downloaded (`same_bytes`).
+    downloaded (`check_bytes`). With ``force`` every photo is converted again.
     """
+    if force:
+        return Plan(list(refs), {}, {})
+    done = open_catalogue(ctx.catalogue_url).converted_photos(
+        params_hash=ctx.params_hash, weights_sha256=ctx.weights_sha256, uris=[r.uri for r in refs]
+    )
     todo: list[PhotoRef] = []
-    skipped: list[PhotoRef] = []
+    skipped: dict[str, ConvertedPhoto] = {}
     for ref in refs:
         hit = done.get(ref.uri)
-        (skipped if hit is not None and ref.etag is not None and hit.etag == ref.etag else todo).append(ref)
-    return todo, skipped
-
-
-def same_bytes(cat: Catalogue, ref: PhotoRef, facts: PhotoFacts, done: ConvertedPhoto | None) -> bool:
-    """True when a re-listed photo (new ETag) has the bytes it was converted from; its row takes the new
-    ETag, so the next run skips it without downloading it."""
-    if done is None or done.sha256 != facts.sha256:
-        return False
-    _photo_row(cat, ref, facts)
-    return True
-
-
-def provenance(ctx: RunContext, ref: PhotoRef, built: BuiltAsset, *, etag: str | None = None) -> dict[str, Any]:
-    """The ``provenance`` of an asset's manifest: photo, model, weights, parameters, code, runs, review."""
-    return {
-        "asset_id": built.asset_id,
-        "sku": ref.sku,
-        "photo": {"uri": ref.uri, "sha256": built.photo_sha256, "etag": etag if etag is not None else ref.etag},
-        "model": {"id": ctx.model_id, "label": ctx.model_label, "weights_sha256": ctx.weights_sha256},
-        "parameters": ctx.parameters,
-        "params_hash": ctx.params_hash,
-        "pipeline_version": __version__,
-        "flow_run_id": ctx.flow_run_id,
-        "catalogue_run_id": ctx.run_id,
-        "review": {"status": built.decision, "reasons": list(built.reasons)},
-    }
+        if hit is not None and ref.etag is not None and hit.etag == ref.etag:
+            skipped[ref.uri] = hit
+        else:
+            todo.append(ref)
+    return Plan(todo, skipped, {r.uri: done[r.uri] for r in todo if r.uri in done})
 
 
 def _photo_row(cat: Catalogue, ref: PhotoRef, facts: PhotoFacts) -> int:
@@ -195,38 +160,54 @@ def _photo_row(cat: Catalogue, ref: PhotoRef, facts: PhotoFacts) -> int:
     return photo.id
 
 
-def record_asset(cat: Catalogue, ctx: RunContext, ref: PhotoRef, facts: PhotoFacts, built: BuiltAsset, published: Published) -> AssetRecord:
-    """Photo row, asset row (with its metrics and the gate's status), then catalogue publication.
+def check_bytes(ctx: RunContext, ref: PhotoRef, facts: PhotoFacts, done: ConvertedPhoto | None) -> bool:
+    """True when a re-listed photo (new ETag) has the bytes it was converted from; its row takes the new
+    ETag, so the next run skips it without downloading it."""
+    if done is None or done.sha256 != facts.sha256:
+        return False
+    _photo_row(open_catalogue(ctx.catalogue_url), ref, facts)
+    return True
+
+
+def record_asset(ctx: RunContext, ref: PhotoRef, facts: PhotoFacts, built: BuiltAsset, staged: Staged) -> AssetRecord:
+    """Photo row, then the asset row with its metrics and the gate's verdict (files staged, no manifest yet).
 
     The gate's ``rejected`` becomes a ``rejected`` asset (a reviewer can overturn it with a comment) plus a
-    failure row (stage ``review``, the gate's reasons). The asset is
-    marked published only when its manifest was written. Idempotent: the conversion key decides.
+    failure row (stage ``review``, the gate's reasons). Idempotent: the conversion key decides.
     """
+    cat = open_catalogue(ctx.catalogue_url)
     photo_id = _photo_row(cat, ref, facts)
     asset, created = cat.record_asset(
         photo_id=photo_id, run_id=ctx.run_id, params_hash=ctx.params_hash, weights_sha256=ctx.weights_sha256,
-        preset=ctx.preset, status=_GATE_STATUS[built.decision], glb_uri=published.glb_uri,
+        preset=ctx.preset, status=_GATE_STATUS[built.decision], glb_uri=staged.glb_uri,
         glb_sha256=built.glb.sha256, size_bytes=len(built.glb.data), faces=built.faces, vertices=built.vertices,
-        preview_uris=list(published.preview_uris), metrics=flat_metrics(built.metrics),
+        preview_uris=list(staged.preview_uris), metrics=flat_metrics(built.metrics), gate=built.gate,
     )  # fmt: skip
-    if created and built.decision == "rejected":
+    if created and built.decision is GateDecision.rejected:
         cat.record_failure(
-            stage="review", reason="quality_gate", message=f"{ref.uri}: " + "; ".join(built.reasons),
+            stage=Stage.review, reason="quality_gate", message=f"{ref.uri}: " + "; ".join(built.reasons),
             photo_id=photo_id, run_id=ctx.run_id, asset_id=asset.id,
         )  # fmt: skip
-    if published.manifest_uri is not None and asset.status is AssetStatus.auto_approved and asset.published_at is None:
-        cat.publish(asset.id)
-        asset = cat.get_asset(asset.id)
     return asset
 
 
+def release(ctx: RunContext, asset_id: int, staged: Staged) -> AssetRecord:
+    """The gate approved the asset: its manifest (listing the staged files), then the catalogue's
+    publication (`asset3d.pipeline.review.publish_approved`). Returns the asset as it now stands."""
+    from asset3d.pipeline.review import publish_approved
+
+    cat = open_catalogue(ctx.catalogue_url)
+    publish_approved(cat, asset_id, staged.files)
+    return cat.get_asset(asset_id)
+
+
 #: Stages whose permanent refusal is the photo's own doing (its bytes, with this model and these parameters).
-PHOTO_STAGES = frozenset({"fetch", "intake", "reconstruct", "build"})
+PHOTO_STAGES = frozenset({Stage.fetch, Stage.intake, Stage.reconstruct, Stage.build})
 #: Reasons that blame the machine, not the photo: a missing glTF validator, OpenGL or model file.
-MACHINE_REASONS = frozenset({"validator_unavailable", "renderer_unavailable", "model_unavailable"})
+MACHINE_REASONS = frozenset({"validator_unavailable", "renderer_unavailable", "model_unavailable", "weights_mismatch"})
 
 
-def settles(stage: str, exc: BaseException) -> bool:
+def settles(stage: Stage, exc: BaseException) -> bool:
     """True when a failure says the photo itself cannot be converted with this model and these parameters
     (so it is recorded as a ``failed`` asset and not tried again); a destination, catalogue, machine or
     transient failure is tried again next run."""
@@ -235,12 +216,12 @@ def settles(stage: str, exc: BaseException) -> bool:
 
 
 def record_failure(
-    cat: Catalogue, ctx: RunContext, ref: PhotoRef, stage: str, exc: BaseException, facts: PhotoFacts | None = None,
-    *, settle: bool | None = None,
+    ctx: RunContext, ref: PhotoRef, stage: Stage, exc: BaseException, facts: PhotoFacts | None = None, settle: bool | None = None
 ) -> FailureRecord:
     """One failure row for a photo (stage, reason, message). When the failure `settles` the photo (or
     ``settle`` says so) and its bytes were read, a ``failed`` asset is recorded too, so the same inputs are
     not converted again."""
+    cat = open_catalogue(ctx.catalogue_url)
     reason, message = describe(exc)
     if ref.uri not in message:
         message = f"{ref.uri}: {message}"
@@ -253,4 +234,28 @@ def record_failure(
                 preset=ctx.preset, status=AssetStatus.failed,
             )  # fmt: skip
             asset_id = asset.id
-    return cat.record_failure(stage=stage, reason=reason, message=message, photo_id=photo_id, run_id=ctx.run_id, asset_id=asset_id)
+    return cat.record_failure(
+        stage=stage, reason=reason, message=message, photo_id=photo_id, run_id=ctx.run_id, asset_id=asset_id,
+        photo_uri=ref.uri,
+    )  # fmt: skip
+
+
+def record_refusal(ctx: RunContext, refusal: Refusal) -> FailureRecord:
+    """A photo discovery refused (bad SKU folder, unsafe key): one failure row, settled: the same refusal of
+    the same photo is recorded once, not again on every run."""
+    return open_catalogue(ctx.catalogue_url).record_failure(
+        stage=Stage.discover, reason=refusal.reason, message=refusal.message, run_id=ctx.run_id,
+        photo_uri=refusal.uri, once=True,
+    )  # fmt: skip
+
+
+def outcomes_from_catalogue(ctx: RunContext, refs: Sequence[PhotoRef], since: Any) -> Mapping[str, tuple[ConvertedPhoto | None, FailureRecord | None]]:
+    """For each photo: its asset for this run's parameters and weights, and its newest failure since
+    ``since`` (how a fanned-out batch learns what its sub-batches did)."""
+    cat = open_catalogue(ctx.catalogue_url)
+    done = cat.converted_photos(params_hash=ctx.params_hash, weights_sha256=ctx.weights_sha256, uris=[r.uri for r in refs])
+    failures: dict[str, FailureRecord] = {}
+    for f in cat.failures_since(since):
+        if f.photo_uri is not None:
+            failures.setdefault(f.photo_uri, f)  # newest first
+    return {r.uri: (done.get(r.uri), failures.get(r.uri)) for r in refs}

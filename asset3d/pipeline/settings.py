@@ -22,7 +22,7 @@ import functools
 import os
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import (
@@ -33,27 +33,17 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+if TYPE_CHECKING:
+    from asset3d.pipeline.options import StageOptions
+
 ENV_PREFIX = "ASSET3D_"
 ENV_CONFIG = "ASSET3D_CONFIG"
-
-#: Fields that change the bytes of an asset; their values, hashed, are the catalogue's ``params_hash``.
-CONVERSION_FIELDS: tuple[str, ...] = (
-    "preset",
-    "faces",
-    "texture_size",
-    "mc_resolution",
-    "mc_threshold",
-    "intake_method",
-    "foreground_ratio",
-    "preview_views",
-    "preview_size",
-)
-
 
 class SettingsError(ValueError):
     """A setting with a bad value or an unreadable config file; the message names the setting."""
 
     reason = "bad_setting"
+    transient = False
 
 
 class Settings(BaseSettings):
@@ -94,6 +84,7 @@ class Settings(BaseSettings):
     retry_delay_s: float = Field(2.0, ge=0, description="first retry delay; doubles each time, with jitter")
     retry_jitter: float = Field(0.5, ge=0, le=2)
     cache_days: float = Field(7.0, gt=0, description="how long task results stay reusable")
+    max_in_flight: int = Field(0, ge=0, description="photos between download and build at once (0: from the worker's memory)")
     fan_out: int = Field(0, ge=0, description="photos per sub-batch run via run_deployment (0: convert here)")
     deployment: str = Field("convert-batch/convert-batch", description="deployment the sub-batches run on")
 
@@ -147,9 +138,15 @@ class Settings(BaseSettings):
 
         return catalogue_url(self.catalogue_url)
 
+    def stage_options(self) -> StageOptions:
+        """Each stage's options (`asset3d.pipeline.options`), derived from these settings."""
+        from asset3d.pipeline.options import StageOptions
+
+        return StageOptions.from_settings(self)
+
     def conversion_params(self) -> dict[str, Any]:
         """The parameters that decide an asset's bytes (hashed into the catalogue's ``params_hash``)."""
-        return {name: getattr(self, name) for name in CONVERSION_FIELDS}
+        return self.stage_options().conversion_params()
 
     def review_thresholds(self) -> dict[str, Any]:
         """The review policy as a mapping: the packaged defaults, the ``review_policy`` file, then ``review``."""

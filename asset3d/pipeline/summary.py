@@ -15,53 +15,67 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
-    from asset3d.pipeline.assets import BuiltAsset, Published
-    from storage.catalogue import AssetRecord
+from asset3d.pipeline.vocabulary import PhotoStatus, Stage
 
-STATUSES = ("published", "needs_review", "rejected", "failed", "skipped")
-#: Statuses that count as a failure for exit codes (2 when any photo has one).
-FAILED_STATUSES = frozenset({"failed", "rejected"})
+if TYPE_CHECKING:
+    from asset3d.pipeline.assets import BuiltAsset
+    from storage.catalogue import AssetRecord, ConvertedPhoto
+
+#: The statuses a report counts, in the order it lists them.
+STATUSES = tuple(s for s in PhotoStatus if s is not PhotoStatus.pending)
 
 
 @dataclass
 class PhotoOutcome:
-    """One photo's row in the batch report."""
+    """One photo's row in the batch report (``asset_id``: the catalogue's; ``glb_uri``: where its GLB is)."""
 
     uri: str
     sku: str
-    status: str = "pending"
+    status: PhotoStatus = PhotoStatus.pending
     stage: str | None = None
     reason: str | None = None
     message: str | None = None
     faces: int | None = None
-    glb_key: str | None = None
+    glb_uri: str | None = None
     asset_id: int | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
     timings_s: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.status = PhotoStatus(self.status)
 
     @property
     def name(self) -> str:
         return self.uri.rsplit("/", 1)[-1]
 
-    def converted(self, asset: AssetRecord, built: BuiltAsset, published: Published) -> None:
+    def fail(self, stage: Stage | str, reason: str, message: str) -> None:
+        self.status, self.stage, self.reason, self.message = PhotoStatus.failed, str(Stage(stage).value), reason, message
+
+    def skipped(self, done: ConvertedPhoto) -> None:
+        """Already converted with this model and these parameters: nothing downloaded or written."""
+        self.status = PhotoStatus.skipped
+        self.asset_id, self.glb_uri, self.faces = done.asset_id, done.glb_uri, done.faces
+        self.message = f"already converted (asset {done.asset_id}, {done.status.value})"
+
+    def converted(self, asset: AssetRecord, built: BuiltAsset, glb_uri: str) -> None:
         """Fill the row of a photo that went through every stage, from its catalogue asset."""
         from asset3d.pipeline.assets import key_metrics
 
-        self.asset_id, self.glb_key, self.faces, self.metrics = asset.id, published.glb_uri, built.faces, key_metrics(built.metrics)
+        self.asset_id, self.glb_uri, self.faces, self.metrics = asset.id, glb_uri, built.faces, key_metrics(built.metrics)
         if asset.published_at is not None:
-            self.status = "published"
+            self.status = PhotoStatus.published
         elif asset.status.value == "rejected":  # refused by the gate
-            self.status, self.stage, self.reason, self.message = "rejected", "review", "quality_gate", "; ".join(built.reasons)
+            self.status, self.stage, self.reason = PhotoStatus.rejected, Stage.review.value, "quality_gate"
+            self.message = "; ".join(built.reasons)
         else:
-            self.status = asset.status.value
+            self.status = PhotoStatus(asset.status.value)
 
     def line(self) -> str:
         """One line for a terminal."""
-        if self.status in FAILED_STATUSES:
-            return f"{self.status:<12} {self.uri}: [{self.stage}/{self.reason}] {self.message}"
-        detail = f"{self.faces} faces, {self.glb_key}" if self.glb_key else ""
-        return f"{self.status:<12} {self.uri} {detail}".rstrip()
+        if self.status.is_failure:
+            return f"{self.status.value:<12} {self.uri}: [{self.stage}/{self.reason}] {self.message}"
+        detail = f"{self.faces} faces, {self.glb_uri}" if self.glb_uri else ""
+        return f"{self.status.value:<12} {self.uri} {detail}".rstrip()
 
 
 @dataclass
@@ -81,11 +95,11 @@ class BatchSummary:
 
     def counts(self) -> dict[str, int]:
         c = Counter(o.status for o in self.outcomes)
-        return {s: c.get(s, 0) for s in STATUSES}
+        return {s.value: c.get(s, 0) for s in STATUSES}
 
     @property
     def failed(self) -> list[PhotoOutcome]:
-        return [o for o in self.outcomes if o.status in FAILED_STATUSES]
+        return [o for o in self.outcomes if o.status.is_failure]
 
     def exit_code(self) -> int:
         """0 when no photo failed, 2 when some did (the CLI's convention)."""
@@ -115,11 +129,11 @@ class BatchSummary:
                 {
                     "sku": o.sku,
                     "photo": o.name,
-                    "status": o.status,
+                    "status": o.status.value,
                     "faces": o.faces if o.faces is not None else "",
                     "glb_bytes": o.metrics.get("bytes") or "",
                     "silhouette_iou": f"{iou:.3f}" if isinstance(iou, float) else "",
-                    "glb_key_or_reason": o.glb_key if o.glb_key else (f"{o.stage}/{o.reason}" if o.reason else ""),
+                    "glb_uri_or_reason": o.glb_uri if o.glb_uri else (f"{o.stage}/{o.reason}" if o.reason else ""),
                 }
             )
         return rows
@@ -146,7 +160,7 @@ class BatchSummary:
         if self.failed:
             lines += ["## Failures", "", "| photo | status | stage | reason | message |", "|---|---|---|---|---|"]
             lines += [
-                f"| {o.uri} | {o.status} | {o.stage} | {o.reason} | {(o.message or '').replace('|', '/')[:300]} |" for o in self.failed
+                f"| {o.uri} | {o.status.value} | {o.stage} | {o.reason} | {(o.message or '').replace('|', '/')[:300]} |" for o in self.failed
             ]
         return "\n".join(lines) + "\n"
 

@@ -20,6 +20,7 @@ from storage.catalogue.models import AssetStatus, Base, ReviewDecision, RunStatu
 from storage.catalogue.records import (
     AssetDetail,
     AssetRecord,
+    ConvertedPhoto,
     Distribution,
     FailureRecord,
     MetricFilter,
@@ -57,6 +58,7 @@ __all__ = [
     "Base",
     "Catalogue",
     "CatalogueError",
+    "ConvertedPhoto",
     "CatalogueUnavailable",
     "Distribution",
     "FailureRecord",

@@ -205,6 +205,8 @@ class Asset(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     published_at: Mapped[datetime | None] = mapped_column()
     superseded_by_id: Mapped[int | None] = mapped_column(ForeignKey("assets.id"))
+    #: the review gate's verdict: decision, reasons (rule, threshold, value, message), intake summary
+    gate: Mapped[dict[str, Any] | None] = mapped_column()
 
     photo: Mapped[Photo] = relationship(back_populates="assets", foreign_keys=[photo_id])
     run: Mapped[Run | None] = relationship()
@@ -254,6 +256,7 @@ class Failure(Base):
     photo_id: Mapped[int | None] = mapped_column(ForeignKey("photos.id"), index=True)
     run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id"), index=True)
     asset_id: Mapped[int | None] = mapped_column(ForeignKey("assets.id"))
+    photo_uri: Mapped[str | None] = mapped_column(String(2048), index=True)
     stage: Mapped[str] = mapped_column(String(64))
     reason: Mapped[str] = mapped_column(String(64))
     message: Mapped[str] = mapped_column(Text)

@@ -101,6 +101,8 @@ class AssetRecord:
     updated_at: datetime
     published_at: datetime | None
     superseded_by_id: int | None
+    #: the review gate's verdict: ``{"decision", "reasons": [{"rule", "threshold", "value", "message"}], "intake"}``
+    gate: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -125,6 +127,22 @@ class ReviewRecord:
     to_status: AssetStatus
     comment: str | None
     created_at: datetime
+    #: assets this decision's publication superseded (older versions of the same photo)
+    superseded_ids: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class ConvertedPhoto:
+    """A photo that already has an asset for its current bytes, these parameters and these weights."""
+
+    uri: str
+    etag: str | None
+    sha256: str
+    asset_id: int
+    status: AssetStatus
+    published: bool
+    glb_uri: str | None
+    faces: int | None
 
 
 @dataclass(frozen=True)
@@ -231,6 +249,7 @@ def asset_record(a: Asset, sku: str) -> AssetRecord:
         weights_sha256=a.weights_sha256, glb_uri=a.glb_uri, glb_sha256=a.glb_sha256, size_bytes=a.size_bytes,
         faces=a.faces, vertices=a.vertices, preview_uris=tuple(a.preview_uris or ()), created_at=a.created_at,
         updated_at=a.updated_at, published_at=a.published_at, superseded_by_id=a.superseded_by_id,
+        gate=dict(a.gate) if a.gate else None,
     )  # fmt: skip
 
 

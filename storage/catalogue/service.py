@@ -28,6 +28,7 @@ moment, returns the one existing asset with ``created=False``.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -64,6 +65,7 @@ from storage.catalogue.records import (
     METRIC_NAME,
     AssetDetail,
     AssetRecord,
+    ConvertedPhoto,
     Distribution,
     FailureRecord,
     MetricFilter,
@@ -376,6 +378,7 @@ class Catalogue:
         preview_uris: Sequence[str] = (),
         metrics: Mapping[str, float] | None = None,
         units: Mapping[str, str] | None = None,
+        gate: Mapping[str, Any] | None = None,
     ) -> tuple[AssetRecord, bool]:
         """Record a conversion's asset once; return ``(asset, created)``.
 
@@ -384,7 +387,8 @@ class Catalogue:
         another process) it is returned unchanged with ``created=False``. Otherwise a new asset is written
         with the photo's next version number, together with its metrics, in one transaction.
         ``status`` may be ``pending`` (default) or the gate's verdict (``auto_approved``,
-        ``needs_review``, ``rejected``, ``failed``).
+        ``needs_review``, ``rejected``, ``failed``); ``gate`` is the gate's verdict (JSON: decision, reasons,
+        intake summary), what reviewers are shown.
         """
         initial = _as_enum(AssetStatus, status, "asset status")
         if initial not in (AssetStatus.pending, *PIPELINE_TRANSITIONS[AssetStatus.pending]):
@@ -409,6 +413,7 @@ class Catalogue:
                     params_hash=params_hash, weights_sha256=weights_sha256, preset=preset, version=version,
                     status=initial, glb_uri=glb_uri, glb_sha256=glb_sha256, size_bytes=size_bytes, faces=faces,
                     vertices=vertices, preview_uris=list(preview_uris), created_at=now, updated_at=now,
+                    gate=dict(gate) if gate is not None else None,
                 )  # fmt: skip
                 s.add(asset)
                 s.flush()  # a concurrent twin makes this raise IntegrityError -> retried, then found above
@@ -450,48 +455,79 @@ class Catalogue:
         photo is already published. Returns the ids of the assets it superseded. Publishing twice is a no-op.
         """
         with self._tx() as s:
-            a = self._locked_asset(s, asset_id)
-            if a.published_at is not None:
-                return []
-            if AssetStatus(a.status) not in PUBLISHABLE:
-                raise TransitionRefused(
-                    f"asset {asset_id} is {AssetStatus(a.status).value}: only auto_approved or approved assets are published",
-                    reason="not_publishable",
-                )
-            newer = s.scalar(
-                select(Asset.id).where(
-                    Asset.photo_id == a.photo_id, Asset.version > a.version, Asset.published_at.is_not(None)
-                )
+            return self._publish_locked(s, self._locked_asset(s, asset_id))
+
+    @staticmethod
+    def _publish_locked(s: Session, a: Asset) -> list[int]:
+        if a.published_at is not None:
+            return []
+        if AssetStatus(a.status) not in PUBLISHABLE:
+            raise TransitionRefused(
+                f"asset {a.id} is {AssetStatus(a.status).value}: only auto_approved or approved assets are published",
+                reason="not_publishable",
             )
-            if newer is not None:
-                raise TransitionRefused(
-                    f"asset {asset_id} (version {a.version}): newer asset {newer} of the same photo is already published",
-                    reason="newer_published",
-                )
-            now = utcnow()
-            a.published_at, a.updated_at = now, now
-            older = s.scalars(
-                select(Asset)
-                .where(
-                    Asset.photo_id == a.photo_id,
-                    Asset.version < a.version,
-                    Asset.status.not_in([AssetStatus.superseded, AssetStatus.failed]),
-                )
-                .with_for_update()
-            ).all()
-            for old in older:
-                old.status, old.superseded_by_id, old.updated_at = AssetStatus.superseded, a.id, now
-            s.flush()
-            return sorted(o.id for o in older)
+        newer = s.scalar(
+            select(Asset.id).where(Asset.photo_id == a.photo_id, Asset.version > a.version, Asset.published_at.is_not(None))
+        )
+        if newer is not None:
+            raise TransitionRefused(
+                f"asset {a.id} (version {a.version}): newer asset {newer} of the same photo is already published",
+                reason="newer_published",
+            )
+        now = utcnow()
+        a.published_at, a.updated_at = now, now
+        older = s.scalars(
+            select(Asset)
+            .where(
+                Asset.photo_id == a.photo_id,
+                Asset.version < a.version,
+                Asset.status.not_in([AssetStatus.superseded, AssetStatus.failed]),
+            )
+            .with_for_update()
+        ).all()
+        for old in older:
+            old.status, old.superseded_by_id, old.updated_at = AssetStatus.superseded, a.id, now
+            old.published_at = None
+        s.flush()
+        return sorted(o.id for o in older)
+
+    def review_target(self, asset_id: int, decision: ReviewDecision | str, *, comment: str | None = None) -> AssetStatus:
+        """The status `review` would move the asset to, without changing anything (refusals raise as `review`)."""
+        dec = _as_enum(ReviewDecision, decision, "review decision")
+        with self._tx() as s:
+            a = self._get(s, Asset, asset_id, "asset")
+            return self._target(a, dec, (comment or "").strip() or None)
+
+    @staticmethod
+    def _target(a: Asset, dec: ReviewDecision, note: str | None) -> AssetStatus:
+        current = AssetStatus(a.status)
+        rule = REVIEW_TRANSITIONS.get((dec, current))
+        if rule is None:
+            raise TransitionRefused(_refusal(a.id, dec, current), reason=_refusal_reason(dec, current))
+        target, needs_comment = rule
+        if needs_comment and note is None:
+            raise TransitionRefused(
+                f"asset {a.id} is {current.value}: {dec.value} overturns an earlier review and needs a comment",
+                reason="comment_required",
+            )
+        return target
 
     def review(
-        self, asset_id: int, decision: ReviewDecision | str, *, reviewer: str, comment: str | None = None
+        self,
+        asset_id: int,
+        decision: ReviewDecision | str,
+        *,
+        reviewer: str,
+        comment: str | None = None,
+        publish: bool = False,
     ) -> ReviewRecord:
         """Apply a reviewer's decision, validated by `REVIEW_TRANSITIONS`, and write its review event.
 
-        The status change and the event are one transaction. Raises `TransitionRefused` with reason
-        ``failed_asset``, ``superseded``, ``not_ready`` (still pending), ``no_change`` or
-        ``comment_required`` (overturning an earlier human decision needs a comment).
+        The status change, the event and the publication are one transaction: with ``publish``, an approval
+        also marks the asset published (older versions superseded, listed in ``superseded_ids``); a decision
+        that leaves a published asset unpublishable (reject, request review) always clears its publication.
+        Raises `TransitionRefused` with reason ``failed_asset``, ``superseded``, ``not_ready`` (still
+        pending), ``no_change`` or ``comment_required`` (overturning an earlier human decision needs a comment).
         """
         dec = _as_enum(ReviewDecision, decision, "review decision")
         who = (reviewer or "").strip()
@@ -501,24 +537,21 @@ class Catalogue:
         with self._tx() as s:
             a = self._locked_asset(s, asset_id)
             current = AssetStatus(a.status)
-            rule = REVIEW_TRANSITIONS.get((dec, current))
-            if rule is None:
-                raise TransitionRefused(_refusal(asset_id, dec, current), reason=_refusal_reason(dec, current))
-            target, needs_comment = rule
-            if needs_comment and note is None:
-                raise TransitionRefused(
-                    f"asset {asset_id} is {current.value}: {dec.value} overturns an earlier review and needs a comment",
-                    reason="comment_required",
-                )
+            target = self._target(a, dec, note)
             now = utcnow()
             a.status, a.updated_at = target, now
+            superseded: list[int] = []
+            if target in PUBLISHABLE and publish:
+                superseded = self._publish_locked(s, a)
+            elif target not in PUBLISHABLE:
+                a.published_at = None
             event = ReviewEvent(
                 asset_id=a.id, reviewer=who, decision=dec, from_status=current, to_status=target, comment=note,
                 created_at=now,
             )  # fmt: skip
             s.add(event)
             s.flush()
-            return review_record(event)
+            return dataclasses.replace(review_record(event), superseded_ids=tuple(superseded))
 
     def approve(self, asset_id: int, *, reviewer: str, comment: str | None = None) -> ReviewRecord:
         """`review` with ``approve``."""
@@ -560,9 +593,17 @@ class Catalogue:
         photo_id: int | None = None,
         run_id: int | None = None,
         asset_id: int | None = None,
+        photo_uri: str | None = None,
         at: datetime | None = None,
+        once: bool = False,
     ) -> FailureRecord:
-        """Record that ``stage`` failed (for a photo, a run, or both); secrets in ``message`` are masked."""
+        """Record that ``stage`` failed (for a photo, a run, or both); secrets in ``message`` are masked.
+
+        ``photo_uri`` names the photo also when it has no photo row yet (its bytes were never read); with a
+        ``photo_id`` it defaults to that photo's URI. With ``once``, a failure of the same photo URI at the
+        same stage for the same reason is recorded only the first time (a settled refusal); later calls
+        return that row.
+        """
         if not stage or not reason:
             raise InvalidInput("a failure needs a stage and a reason")
         text = redact_secrets(message)[:_MAX_MESSAGE]
@@ -572,15 +613,28 @@ class Catalogue:
                 self._get(s, Run, run_id, "run")
             if asset_id is not None:
                 self._get(s, Asset, asset_id, "asset")
+            uri = photo_uri or (photo.uri if photo else None)
+            if once and uri is not None:
+                earlier = s.scalar(
+                    select(Failure)
+                    .where(Failure.photo_uri == uri, Failure.stage == stage[:64], Failure.reason == reason[:64])
+                    .order_by(Failure.id)
+                    .limit(1)
+                )
+                if earlier is not None:
+                    return FailureRecord(
+                        earlier.id, earlier.photo_id, earlier.run_id, earlier.asset_id, photo.product.sku if photo else None,
+                        uri, earlier.stage, earlier.reason, earlier.message, earlier.created_at,
+                    )  # fmt: skip
             f = Failure(
-                photo_id=photo_id, run_id=run_id, asset_id=asset_id, stage=stage[:64], reason=reason[:64], message=text,
-                created_at=at or utcnow(),
+                photo_id=photo_id, run_id=run_id, asset_id=asset_id, photo_uri=uri, stage=stage[:64], reason=reason[:64],
+                message=text, created_at=at or utcnow(),
             )  # fmt: skip
             s.add(f)
             s.flush()
             return FailureRecord(
-                f.id, photo_id, run_id, asset_id, photo.product.sku if photo else None, photo.uri if photo else None,
-                f.stage, f.reason, f.message, f.created_at,
+                f.id, photo_id, run_id, asset_id, photo.product.sku if photo else None, uri, f.stage, f.reason, f.message,
+                f.created_at,
             )  # fmt: skip
 
     # -- queries -----------------------------------------------------------------------------------------
@@ -668,7 +722,7 @@ class Catalogue:
             q = q.limit(limit)
         with self._tx() as s:
             return [
-                FailureRecord(f.id, f.photo_id, f.run_id, f.asset_id, sku, uri, f.stage, f.reason, f.message, f.created_at)
+                FailureRecord(f.id, f.photo_id, f.run_id, f.asset_id, sku, f.photo_uri or uri, f.stage, f.reason, f.message, f.created_at)
                 for f, uri, sku in s.execute(q).all()
             ]
 
@@ -723,16 +777,7 @@ class Catalogue:
         Photos whose only conversion attempts failed before an asset was recorded are listed again (the
         next run retries them); an asset recorded with status ``failed`` counts as converted.
         """
-        _check_sha(params_hash, "params hash")
-        _check_sha(weights_sha256, "weights sha256")
-        done = exists().where(
-            and_(
-                Asset.photo_id == Photo.id,
-                Asset.photo_sha256 == Photo.sha256,
-                Asset.params_hash == params_hash,
-                Asset.weights_sha256 == weights_sha256,
-            )
-        )
+        done = exists().where(_converted(params_hash, weights_sha256))
         q = select(Photo, Product.sku).join(Product, Photo.product_id == Product.id).where(~done)
         if sku is not None:
             q = q.where(Product.sku == sku)
@@ -743,7 +788,118 @@ class Catalogue:
             return [photo_record(p, sku_) for p, sku_ in s.execute(q).all()]
 
 
+    def photos_by_uri(self, uris: Iterable[str]) -> dict[str, PhotoRecord]:
+        """The catalogue's photos among ``uris`` (by URI), with their SKU."""
+        wanted = sorted(set(uris))
+        out: dict[str, PhotoRecord] = {}
+        with self._tx() as s:
+            for i in range(0, len(wanted), 500):
+                q = select(Photo, Product.sku).join(Product, Photo.product_id == Product.id).where(Photo.uri.in_(wanted[i : i + 500]))
+                for p, sku in s.execute(q).all():
+                    out[p.uri] = photo_record(p, sku)
+        return out
+
+    def converted_photos(
+        self, *, params_hash: str, weights_sha256: str, uris: Iterable[str] | None = None
+    ) -> dict[str, ConvertedPhoto]:
+        """Photos (by URI; default all) with an asset for their current bytes, these parameters and weights.
+
+        The complement of `photos_to_convert`; a batch skips these without downloading them again.
+        """
+        base = select(
+            Photo.uri, Photo.etag, Photo.sha256, Asset.id, Asset.status, Asset.published_at, Asset.glb_uri, Asset.faces
+        ).join(Asset, _converted(params_hash, weights_sha256))
+        wanted = sorted(set(uris)) if uris is not None else None
+        queries = [base] if wanted is None else [base.where(Photo.uri.in_(wanted[i : i + 500])) for i in range(0, len(wanted), 500)]
+        out: dict[str, ConvertedPhoto] = {}
+        with self._tx() as s:
+            for q in queries:
+                for uri, etag, sha, asset_id, status, published_at, glb_uri, faces in s.execute(q):
+                    out[uri] = ConvertedPhoto(uri, etag, sha, asset_id, AssetStatus(status), published_at is not None, glb_uri, faces)
+        return out
+
+    # -- reviewers' queries (asset3d review, asset3d catalogue, the review app) ----------------------------
+
+    def metric_names(self) -> list[str]:
+        """Every metric name recorded for any asset, sorted: the names metric filters take."""
+        with self._tx() as s:
+            return sorted(s.scalars(select(Metric.name).distinct()).all())
+
+    def find_assets(
+        self,
+        *,
+        statuses: Iterable[AssetStatus | str] | None = None,
+        sku: str | None = None,
+        run_id: int | None = None,
+        metric_filters: Iterable[MetricFilter] = (),
+        newest_first: bool = True,
+        limit: int | None = 50,
+        offset: int = 0,
+    ) -> tuple[list[AssetRecord], int]:
+        """One page of assets, ``needs_review`` first, and how many match in all.
+
+        Parameters
+        ----------
+        statuses, sku, metric_filters
+            As `review_queue` (default every status but ``superseded``).
+        run_id
+            Keep only the assets this conversion run made.
+        newest_first
+            Within each group (``needs_review``, the rest), newest first (default) or oldest first.
+        limit, offset
+            Paging (``limit=None``: everything).
+
+        Returns
+        -------
+        tuple[list[AssetRecord], int]
+            The page, and the number of assets matching the filters.
+        """
+        if (limit is not None and limit < 1) or offset < 0:
+            raise InvalidInput(f"paging limit={limit} offset={offset}: limit must be >= 1 and offset >= 0")
+        conditions = [Asset.status.in_(_statuses(statuses))]
+        if sku is not None:
+            conditions.append(Product.sku == sku)
+        if run_id is not None:
+            conditions.append(Asset.run_id == run_id)
+        for f in metric_filters:
+            conditions.append(
+                exists().where(and_(Metric.asset_id == Asset.id, Metric.name == f.name, _compare(Metric.value, f.op, f.value)))
+            )
+        joined = (
+            select(Asset, Product.sku)
+            .join(Photo, Asset.photo_id == Photo.id)
+            .join(Product, Photo.product_id == Product.id)
+            .where(*conditions)
+        )
+        when, ident = (Asset.created_at.desc(), Asset.id.desc()) if newest_first else (Asset.created_at, Asset.id)
+        page = joined.order_by(case((Asset.status == AssetStatus.needs_review, 0), else_=1), when, ident).offset(offset)
+        if limit is not None:
+            page = page.limit(limit)
+        counted = (
+            select(func.count(Asset.id))
+            .join(Photo, Asset.photo_id == Photo.id)
+            .join(Product, Photo.product_id == Product.id)
+            .where(*conditions)
+        )
+        with self._tx() as s:
+            total = int(s.scalar(counted) or 0)
+            return [asset_record(a, sku_) for a, sku_ in s.execute(page).all()], total
+
+
 # -- helpers -----------------------------------------------------------------------------------------------
+
+
+def _converted(params_hash: str, weights_sha256: str) -> Any:
+    """The join condition "this asset converts this photo's current bytes with these parameters and weights"."""
+    _check_sha(params_hash, "params hash")
+    _check_sha(weights_sha256, "weights sha256")
+    return and_(
+        Asset.photo_id == Photo.id,
+        Asset.photo_sha256 == Photo.sha256,
+        Asset.params_hash == params_hash,
+        Asset.weights_sha256 == weights_sha256,
+    )
+
 
 
 def _as_enum(cls: type[Any], value: Any, what: str) -> Any:

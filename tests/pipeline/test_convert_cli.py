@@ -47,8 +47,8 @@ def test_convert_fatal_and_refused(tmp_path: Path, photo_bytes: dict[str, bytes]
     url = f"sqlite:///{tmp_path / 'cat.db'}"
     assert main(["convert", str(chair), "--out", str(tmp_path / "o"), "--catalogue-url", url, "--model", str(tmp_path / "nowhere")]) == 1
     assert "fatal" in capsys.readouterr().err
-    assert main(["convert", str(tmp_path / "missing.png"), "--out", str(tmp_path / "o")]) == 2
-    assert "no such file" in capsys.readouterr().err
+    assert main(["convert", str(tmp_path / "missing.png"), "--out", str(tmp_path / "o")]) == 1  # refused before work
+    assert "missing.png: no such file" in capsys.readouterr().err
 
 
 def test_a_photo_the_gate_rejects_is_a_reviewable_rejected_asset(

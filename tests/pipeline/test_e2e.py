@@ -96,7 +96,8 @@ def test_batch_end_to_end(
             assert prov["flow_run_id"] == run_row.flow_run_id
             assert prov["model"]["weights_sha256"] == run_row.weights_sha256
             assert prov["photo"]["sha256"] == detail.photo.sha256 == a.photo_sha256
-            assert prov["asset_id"] == a.conversion_key and f"/{a.sku}/{a.conversion_key}/" in a.glb_uri
+            assert prov["asset_id"] == a.id and prov["catalogue_run_id"] == run_row.id  # the manifest names its row
+            assert prov["conversion_key"] == a.conversion_key and f"/{a.sku}/{a.conversion_key}/" in a.glb_uri
         (failure,) = cat.failures_since()
         assert failure.stage == "fetch" and failure.photo_uri == f"s3://{bucket}/{keys['broken.png']}"
         assert failure.reason in ("truncated", "corrupt") and "broken.png" in failure.message

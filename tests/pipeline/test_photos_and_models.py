@@ -38,10 +38,10 @@ def test_discover_a_folder_with_a_sidecar(tmp_path: Path, photo_bytes: dict[str,
     (tmp_path / "batch-1" / "b.jpg").write_bytes(photo_bytes["cerebro.jpg"])
     (tmp_path / "skus.csv").write_text("key,sku\nbatch-1/a.png,CHAIR-1\nbatch-1/b.jpg,BRAIN-2\n")
     (tmp_path / "notes.txt").write_text("not a photo")
-    refs = discover(str(tmp_path), load_settings(sidecar="skus.csv"))
+    refs = discover(str(tmp_path), load_settings(sidecar="skus.csv").stage_options().discover).refs
     assert [(r.key, r.sku) for r in refs] == [("batch-1/a.png", "CHAIR-1"), ("batch-1/b.jpg", "BRAIN-2")]
     assert all(r.etag and r.size for r in refs) and refs[0].uri == (tmp_path / "batch-1" / "a.png").as_uri()
-    listed = discover([refs[1].uri, {"uri": refs[0].uri, "sku": "GIVEN-1"}], load_settings())
+    listed = discover([refs[1].uri, {"uri": refs[0].uri, "sku": "GIVEN-1"}], load_settings().stage_options().discover).refs
     assert [(r.uri, r.sku) for r in listed] == [(refs[1].uri, "batch-1"), (refs[0].uri, "GIVEN-1")]
     assert listed[0].etag == refs[1].etag
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from asset3d.pipeline.settings import CONVERSION_FIELDS, SettingsError, load_settings
+from asset3d.pipeline.settings import SettingsError, load_settings
 
 
 @pytest.fixture(autouse=True)
@@ -63,6 +63,9 @@ def test_missing_config_file_is_refused(tmp_path: Path) -> None:
 
 def test_conversion_params_are_what_shapes_an_asset() -> None:
     s = load_settings()
-    assert set(s.conversion_params()) == set(CONVERSION_FIELDS)
+    assert set(s.conversion_params()) == {
+        "preset", "faces", "texture_size", "mc_resolution", "mc_threshold", "intake_method", "foreground_ratio",
+        "preview_views", "preview_size",
+    }  # fmt: skip
     assert s.conversion_params() == load_settings(batch_size=64, device="cpu").conversion_params()  # not identity
     assert s.conversion_params() != load_settings(mc_resolution=128).conversion_params()

@@ -1,5 +1,6 @@
-"""Task logic through ``task.fn()``: retries for transient errors only, content cache keys, micro-batches
-with one model load per process, publishing with the manifest last and idempotent re-publishing."""
+"""Task logic through ``task.fn()``: retries for transient errors only, cache keys made of everything a result
+depends on, micro-batches with one model load per process, staging files with no manifest, releasing
+with the manifest last, and idempotent re-publishing."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ from typing import Any
 import pytest
 from pipeline_helpers import S3FaultProxy
 
-from asset3d.pipeline import models, photos
+from asset3d.pipeline import models, photos, publishing
+from asset3d.pipeline.assets import AssetIdentity
 from asset3d.pipeline.errors import StageError, is_transient
+from asset3d.pipeline.options import StageOptions
 from asset3d.pipeline.photos import PhotoRef
 from asset3d.pipeline.settings import Settings, load_settings
 from intake import IntakeError
@@ -27,6 +30,11 @@ from tasks.policy import retry_transient
 @pytest.fixture
 def settings(fast_options: dict[str, Any]) -> Settings:
     return load_settings(**fast_options)
+
+
+@pytest.fixture
+def opts(settings: Settings) -> StageOptions:
+    return settings.stage_options()
 
 
 def _ref(folder: Path, name: str, data: bytes, sku: str = "SKU-1") -> PhotoRef:
@@ -60,8 +68,11 @@ def test_only_transient_errors_are_retried(error: Exception, transient: bool) ->
 
 
 def test_every_stage_task_retries_with_backoff_and_the_condition() -> None:
-    for name in ("discover", "start_run", "plan", "fetch", "intake", "reconstruct", "build", "publish", "record", "record_failure"):
-        t = getattr(stages, name)
+    from asset3d.pipeline.driver import Step
+
+    assert set(stages.TASKS) == set(Step)  # every step of the driver has its task
+    for step, t in stages.TASKS.items():
+        name = step.value
         assert t.retries >= 1 and t.retry_condition_fn is retry_transient, name
         assert t.retry_jitter_factor and callable(t.retry_delay_seconds) is False  # a list of growing delays
         assert list(t.retry_delay_seconds) == sorted(t.retry_delay_seconds) and t.retry_delay_seconds[0] > 0
@@ -72,36 +83,49 @@ def test_every_stage_task_retries_with_backoff_and_the_condition() -> None:
 
 
 def test_fetch_hashes_caps_and_checks_decoding(tmp_path: Path, photo_bytes: dict[str, bytes]) -> None:
+    from asset3d.pipeline.options import FetchOptions
+
     data = photo_bytes["chair.png"]
     good = _ref(tmp_path, "SKU-1/chair.png", data)
-    out = stages.fetch.fn(good, 10 << 20)
+    out = stages.fetch.fn(good, FetchOptions(10 << 20))
     assert out.value.sha256 == hashlib.sha256(data).hexdigest() and (out.value.width, out.value.height) == (512, 512)
     assert out.seconds > 0
     with pytest.raises(ObjectTooLarge):
-        stages.fetch.fn(good, 1000)
+        stages.fetch.fn(good, FetchOptions(1000))
     bad = _ref(tmp_path, "SKU-2/broken.png", photo_bytes["broken.png"])
     with pytest.raises(StageError) as exc:
-        stages.fetch.fn(bad, 10 << 20)
+        stages.fetch.fn(bad, FetchOptions(10 << 20))
     assert exc.value.stage == "fetch" and exc.value.reason in ("truncated", "corrupt")
     assert exc.value.facts.sha256 == hashlib.sha256(photo_bytes["broken.png"]).hexdigest()  # the catalogue can name it
 
 
-def test_cache_keys_follow_content_not_the_run(tmp_path: Path, photo_bytes: dict[str, bytes], settings: Settings) -> None:
+def test_cache_keys_hold_what_the_result_depends_on_and_nothing_else(
+    tmp_path: Path, photo_bytes: dict[str, bytes], settings: Settings, opts: StageOptions
+) -> None:
     ref = _ref(tmp_path, "SKU-1/chair.png", photo_bytes["chair.png"])
-    assert stages._fetch_key(None, {"ref": ref, "max_bytes": 10}) == stages._fetch_key(None, {"ref": ref, "max_bytes": 10})
-    assert stages._fetch_key(None, {"ref": PhotoRef(ref.uri, ref.store, ref.key, ref.sku, None), "max_bytes": 10}) is None
+    fk = {"ref": ref, "options": opts.fetch}
+    assert stages._fetch_key(None, fk) == stages._fetch_key(None, dict(fk))
+    assert stages._fetch_key(None, {**fk, "ref": PhotoRef(ref.uri, ref.store, ref.key, ref.sku, None)}) is None
     changed = PhotoRef(ref.uri, ref.store, ref.key, ref.sku, "other-etag")
-    assert stages._fetch_key(None, {"ref": changed, "max_bytes": 10}) != stages._fetch_key(None, {"ref": ref, "max_bytes": 10})
-    fetched = stages.fetch.fn(ref, 10 << 20).value
-    key = stages._intake_key(None, {"fetched": fetched, "settings": settings})
-    assert key == stages._intake_key(None, {"fetched": fetched, "settings": settings.overlay(batch_size=99, retries=0)})
-    assert key != stages._intake_key(None, {"fetched": fetched, "settings": settings.overlay(foreground_ratio=0.7)})
-    prepared = stages.intake.fn(fetched, settings).value
-    rk = {"batch": [prepared], "settings": settings, "weights_sha256": "a" * 64}
+    assert stages._fetch_key(None, {**fk, "ref": changed}) != stages._fetch_key(None, fk)
+    fetched = stages.fetch.fn(ref, opts.fetch).value
+    assert not hasattr(fetched, "ref")  # a cached download names no photo: the same bytes may be two photos
+    key = stages._intake_key(None, {"fetched": fetched, "options": opts.intake})
+    same = settings.overlay(batch_size=99, retries=0, device="cpu").stage_options()
+    assert key == stages._intake_key(None, {"fetched": fetched, "options": same.intake})
+    other = settings.overlay(foreground_ratio=0.7).stage_options()
+    assert key != stages._intake_key(None, {"fetched": fetched, "options": other.intake})
+    prepared = stages.intake.fn(fetched, opts.intake, ref.uri).value
+    assert not hasattr(prepared, "ref")
+    rk = {"batch": [prepared], "options": opts.reconstruct, "weights_sha256": "a" * 64}
     assert stages._reconstruct_key(None, rk) != stages._reconstruct_key(None, {**rk, "weights_sha256": "b" * 64})
-    assert stages._reconstruct_key(None, rk) != stages._reconstruct_key(None, {**rk, "settings": settings.overlay(mc_resolution=64)})
-    bk = {"asset_id": "c" * 64, "settings": settings}
-    assert stages._build_key(None, bk) != stages._build_key(None, {**bk, "settings": settings.overlay(review={})})
+    res64 = settings.overlay(mc_resolution=64).stage_options().reconstruct
+    assert stages._reconstruct_key(None, rk) != stages._reconstruct_key(None, {**rk, "options": res64})
+    identity = AssetIdentity("c" * 64, "SKU-1", ref.uri)
+    bk = {"identity": identity, "options": opts.build}
+    assert stages._build_key(None, bk) != stages._build_key(None, {**bk, "options": settings.overlay(review={"approve_max_components": 1}).stage_options().build})
+    # the GLB and metrics.json name the SKU and the photo: two SKUs with the same bytes are two builds
+    assert stages._build_key(None, bk) != stages._build_key(None, {**bk, "identity": AssetIdentity("c" * 64, "SKU-2", ref.uri)})
 
 
 def test_intake_refuses_what_the_policy_rejects(tmp_path: Path, settings: Settings) -> None:
@@ -110,9 +134,10 @@ def test_intake_refuses_what_the_policy_rejects(tmp_path: Path, settings: Settin
 
     blank = tmp_path / "blank.png"
     Image.fromarray(np.full((256, 256, 3), 255, np.uint8)).save(blank)
-    fetched = stages.fetch.fn(_ref(tmp_path, "SKU-1/blank.png", blank.read_bytes()), 10 << 20).value
+    opts = settings.stage_options()
+    fetched = stages.fetch.fn(_ref(tmp_path, "SKU-1/blank.png", blank.read_bytes()), opts.fetch).value
     with pytest.raises((IntakeError, StageError)):
-        stages.intake.fn(fetched, settings)
+        stages.intake.fn(fetched, opts.intake, "blank.png")
 
 
 # -- reconstruction -------------------------------------------------------------------------------------------
@@ -122,7 +147,8 @@ def _prepared(tmp_path: Path, photo_bytes: dict[str, bytes], settings: Settings,
     out = []
     for name in names:
         ref = _ref(tmp_path, f"SKU-{name.split('.')[0]}/{name}", photo_bytes[name], sku=f"SKU-{name.split('.')[0]}")
-        out.append(stages.intake.fn(stages.fetch.fn(ref, 10 << 20).value, settings).value)
+        opts = settings.stage_options()
+        out.append(stages.intake.fn(stages.fetch.fn(ref, opts.fetch).value, opts.intake, ref.uri).value)
     return out
 
 
@@ -133,26 +159,29 @@ def test_reconstruct_runs_a_micro_batch_on_one_model_per_process(
 
     batch = _prepared(tmp_path, photo_bytes, settings, ("chair.png", "robot.png", "hamburger.png"))
     sha = sha256_file(tiny_model / "model.ckpt")
-    first = stages.reconstruct.fn(batch, settings, sha)
+    o = settings.stage_options()
+    first = stages.reconstruct.fn(batch, o.machine, o.reconstruct, sha)
     loaded = models.get_model(settings.model, settings.device, settings.dtype)
-    second = stages.reconstruct.fn(batch[:1], settings, sha)
+    second = stages.reconstruct.fn(batch[:1], o.machine, o.reconstruct, sha)
     assert models.get_model(settings.model, settings.device, settings.dtype) is loaded  # loaded once, shared
     assert len(first.value) == 3 and all(len(r.mesh.faces) > 0 for r in first.value)
     assert [r.sha256 for r in first.value] == [p.sha256 for p in batch]
     assert first.value[0].scene_code.shape == (3, 8, 8, 8)
     # the first photo gives the same mesh alone or in a batch of three
     assert len(second.value[0].mesh.faces) == len(first.value[0].mesh.faces)
-    with pytest.raises(RuntimeError, match="run expects"):
-        stages.reconstruct.fn(batch[:1], settings, "0" * 64)
+    with pytest.raises(StageError, match="run expects") as exc:
+        stages.reconstruct.fn(batch[:1], o.machine, o.reconstruct, "0" * 64)
+    assert exc.value.reason == "weights_mismatch" and exc.value.transient is False
 
 
 def test_empty_surface_is_a_photo_error_not_a_batch_error(tmp_path: Path, photo_bytes: dict[str, bytes], settings: Settings, tiny_model: Path) -> None:
     from triposr import sha256_file
 
     batch = _prepared(tmp_path, photo_bytes, settings, ("chair.png",))
-    out = stages.reconstruct.fn(batch, settings.overlay(mc_threshold=1e12), sha256_file(tiny_model / "model.ckpt"))
+    o = settings.overlay(mc_threshold=1e12).stage_options()
+    out = stages.reconstruct.fn(batch, o.machine, o.reconstruct, sha256_file(tiny_model / "model.ckpt"))
     (err,) = out.value
-    assert isinstance(err, StageError) and err.reason == "empty_surface" and "chair.png" in err.message
+    assert isinstance(err, StageError) and err.reason == "empty_surface" and "no surface" in err.message
 
 
 # -- build and publish ----------------------------------------------------------------------------------------
@@ -165,25 +194,33 @@ def built(tmp_path: Path, photo_bytes: dict[str, bytes], settings: Settings, tin
 
     (prepared,) = _prepared(tmp_path, photo_bytes, settings, ("chair.png",))
     sha = sha256_file(tiny_model / "model.ckpt")
-    (recon,) = stages.reconstruct.fn([prepared], settings, sha).value
-    return stages.build.fn(prepared, recon, settings, conversion_key(prepared.sha256, "d" * 64, sha)).value
+    o = settings.stage_options()
+    (recon,) = stages.reconstruct.fn([prepared], o.machine, o.reconstruct, sha).value
+    identity = AssetIdentity(conversion_key(prepared.sha256, "d" * 64, sha), "SKU-chair", "file:///photos/SKU-chair/chair.png")
+    return stages.build.fn(prepared, recon, o.build, o.machine, identity).value
 
 
 def test_build_makes_glb_previews_metrics_and_a_decision(built: Any) -> None:
     names = [f.name for f in built.files]
     assert names[0] == "model.glb" and names[-1] == "metrics.json"
     assert {"previews/view_00.png", "previews/view_01.png", "previews/contact_sheet.png"} <= set(names)
+    assert {"intake/input.png", "intake/mask.png"} <= set(names)  # what a reviewer compares the model with
     assert built.glb.data[:4] == b"glTF"
     report = json.loads(next(f for f in built.files if f.name == "metrics.json").data)
     assert report["review"]["status"] == built.decision == "auto_approved"  # the permissive test policy
     assert report["metrics"]["validation"]["errors"] == 0 and built.faces == report["metrics"]["asset"]["faces"] > 0
 
 
-def test_publish_writes_the_manifest_last_and_identical_content_once(built: Any, tmp_path: Path) -> None:
+def test_publish_stages_files_and_release_writes_the_manifest_last(built: Any, tmp_path: Path) -> None:
+    from asset3d.pipeline.options import PublishOptions
+
     dest = tmp_path / "assets"
-    first = stages.publish.fn(built, str(dest), {"flow_run_id": "run-1"}, True).value
-    assert first.written == len(built.files) + 1 and first.unchanged == 0
-    folder = dest / built.sku / built.asset_id
+    staged = stages.publish.fn(built, PublishOptions(str(dest))).value
+    assert staged.written == len(built.files) and staged.unchanged == 0
+    folder = dest / built.sku / built.conversion_key
+    assert not (folder / "manifest.json").exists()  # files only: consumers see nothing yet
+    manifest_uri = publishing.release(staged.folder, {"flow_run_id": "run-1"}, staged.files)
+    assert manifest_uri == (folder / "manifest.json").as_uri()
     manifest = json.loads((folder / "manifest.json").read_text())
     assert [f["key"] for f in manifest["files"]] == [f.name for f in built.files]
     for entry in manifest["files"]:
@@ -191,15 +228,23 @@ def test_publish_writes_the_manifest_last_and_identical_content_once(built: Any,
         assert hashlib.sha256(data).hexdigest() == entry["sha256"] and len(data) == entry["bytes"]
     assert manifest["provenance"] == {"flow_run_id": "run-1"}
     stamps = {p: p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()}
-    again = stages.publish.fn(built, str(dest), {"flow_run_id": "run-2"}, True).value
-    assert again.written == 0 and again.unchanged == len(built.files) + 1
+    again = stages.publish.fn(built, PublishOptions(str(dest))).value
+    assert again.written == 0 and again.unchanged == len(built.files)
+    publishing.release(again.folder, {"flow_run_id": "run-2"}, again.files)  # the same files: left as it is
     assert {p: p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()} == stamps
     assert json.loads((folder / "manifest.json").read_text())["provenance"] == {"flow_run_id": "run-1"}
-    staged = stages.publish.fn(built, str(tmp_path / "staged"), {}, False).value
-    assert staged.manifest_uri is None and not (tmp_path / "staged" / built.sku / built.asset_id / "manifest.json").exists()
+    # a file that is not what the manifest would promise: nothing is released
+    (folder / "manifest.json").unlink()
+    (folder / "metrics.json").write_bytes(b"{}")
+    with pytest.raises(StageError) as exc:
+        publishing.release(staged.folder, {}, staged.files)
+    assert exc.value.reason == "object_mismatch" and not (folder / "manifest.json").exists()
+    assert publishing.withdraw(staged.folder) is False
 
 
 def test_no_manifest_when_a_file_cannot_be_written(built: Any, s3_endpoint: str, s3: Any, bucket: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from asset3d.pipeline.options import PublishOptions
+
     def deny_metrics(method: str, path: str, nth: int) -> tuple[int, str] | None:
         return (403, "AccessDenied") if method == "PUT" and path.endswith("/metrics.json") else None
 
@@ -207,7 +252,7 @@ def test_no_manifest_when_a_file_cannot_be_written(built: Any, s3_endpoint: str,
     try:
         monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
         with pytest.raises(PermanentStorageError):
-            stages.publish.fn(built, f"s3://{bucket}/assets", {}, True)
+            stages.publish.fn(built, PublishOptions(f"s3://{bucket}/assets"))
     finally:
         proxy.stop()
     keys = {o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])}
@@ -230,5 +275,6 @@ def test_no_manifest_when_a_file_cannot_be_written(built: Any, s3_endpoint: str,
 def test_only_the_photos_own_failures_settle_it(stage: str, error: Exception, settles: bool) -> None:
     """A photo is recorded as a failed conversion (not tried again) only when its own bytes are at fault."""
     from asset3d.pipeline.records import settles as settles_fn
+    from asset3d.pipeline.vocabulary import Stage
 
-    assert settles_fn(stage, error) is settles
+    assert settles_fn(Stage(stage), error) is settles

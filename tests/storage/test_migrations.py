@@ -28,7 +28,7 @@ def test_upgrade_check_downgrade_upgrade(catalogue_url: str) -> None:
 
     migrations.upgrade(catalogue_url, "head")
     assert _tables(catalogue_url) == TABLES
-    assert migrations.current(catalogue_url) == migrations.heads() == ["0001"]
+    assert migrations.current(catalogue_url) == migrations.heads() == ["0002"]
     migrations.check(catalogue_url)  # models and migrations agree
 
     migrations.downgrade(catalogue_url, "base")

@@ -1,0 +1,493 @@
+"""The conversion driver: a photo's whole way through the pipeline, written once.
+
+Both ways of converting run this module. The Prefect flows (`flows/`) hand it a runner that submits each
+step as a task (retries, caches, the ``gpu`` tag, a worker pool); ``asset3d convert`` hands it `InlineRunner`,
+which runs the same steps on a small thread pool in this process. The driver owns everything else:
+
+1. the order: ``discover`` the photos and their SKUs, ``start-run`` (model identity and the catalogue's run
+   row), ``plan`` (photos already converted for their current ETag are skipped unread); then per photo
+   ``fetch`` -> ``intake``; framed photos collect into micro-batches of ``batch_size`` for ``reconstruct``;
+   per photo again ``build`` -> ``publish`` (files) -> ``record`` (catalogue row) -> ``release`` (manifest,
+   when the gate approved). Every step of every photo starts as soon as its input is ready, so downloads,
+   intake and builds overlap the reconstruction of other batches;
+2. bounded work: at most ``max_in_flight`` photos are between download and their outcome at once;
+3. the failure policy: a photo that fails at any step gets its failure row and drops out, the others go on
+   (`asset3d.pipeline.records.settles` decides whether the failure is the photo's own, for good); a photo
+   discovery refused is a failure row of its own, recorded once;
+4. the conversion key (`storage.catalogue.conversion_key`) and the manifest decision (only what the gate
+   approved is released; reviewers release the rest, `asset3d.pipeline.review`);
+5. the run's bookkeeping: the run row is closed whatever happens (``finally``), and the report
+   (`BatchSummary`) counts every photo exactly once.
+
+With a ``fan_out`` scheduler (the flows' sub-batch deployment runs) and more photos to convert than
+``settings.fan_out``, the driver hands the photos over and reads each photo's outcome back from the catalogue.
+"""
+
+from __future__ import annotations
+
+import queue
+import random
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, Protocol
+
+from asset3d.pipeline import assets, models, photos, records
+from asset3d.pipeline.assets import AssetIdentity, BuiltAsset
+from asset3d.pipeline.errors import describe, is_transient
+from asset3d.pipeline.options import StageOptions
+from asset3d.pipeline.photos import Discovery, Fetched, PhotoFacts, PhotoRef, Prepared
+from asset3d.pipeline.publishing import Staged
+from asset3d.pipeline.records import RunContext
+from asset3d.pipeline.settings import Settings
+from asset3d.pipeline.summary import BatchSummary, PhotoOutcome
+from asset3d.pipeline.vocabulary import PhotoStatus, Stage
+from storage.catalogue import AssetRecord, AssetStatus, ConvertedPhoto, RunStatus, conversion_key
+
+Source = str | Sequence[str | Mapping[str, str]]
+
+
+class Step(StrEnum):
+    """What a runner runs: the stages, split where the catalogue sits between them, and the bookkeeping."""
+
+    discover = "discover"
+    start_run = "start-run"
+    plan = "plan"
+    fetch = "fetch"
+    check_bytes = "check-bytes"
+    intake = "intake"
+    reconstruct = "reconstruct"
+    build = "build"
+    publish = "publish"
+    record = "record"
+    release = "release"
+    record_failure = "record-failure"
+    record_refusal = "record-refusal"
+    finish_run = "finish-run"
+
+
+#: The plain function behind each step; the Prefect tasks (`tasks.stages`) wrap these, one task per step.
+STEP_FUNCTIONS: dict[Step, Callable[..., Any]] = {
+    Step.discover: photos.discover,
+    Step.start_run: records.start_run,
+    Step.plan: records.plan,
+    Step.fetch: photos.fetch_photo,
+    Step.check_bytes: records.check_bytes,
+    Step.intake: photos.prepare_photo,
+    Step.reconstruct: models.reconstruct,
+    Step.build: assets.build,
+    Step.publish: assets.stage,
+    Step.record: records.record_asset,
+    Step.release: records.release,
+    Step.record_failure: records.record_failure,
+    Step.record_refusal: records.record_refusal,
+    Step.finish_run: records.finish_run,
+}
+
+#: The stage a failed step is charged to in failure rows and reports.
+STAGE_OF: dict[Step, Stage] = {
+    Step.discover: Stage.discover,
+    Step.fetch: Stage.fetch,
+    Step.check_bytes: Stage.record,
+    Step.intake: Stage.intake,
+    Step.reconstruct: Stage.reconstruct,
+    Step.build: Stage.build,
+    Step.publish: Stage.publish,
+    Step.record: Stage.record,
+    Step.release: Stage.publish,
+}
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """A finished step: its value (or its exception when not ``ok``), seconds of work, and whether a cache
+    answered (then no work was done)."""
+
+    ok: bool
+    value: Any
+    seconds: float = 0.0
+    cached: bool = False
+
+    def unwrap(self) -> Any:
+        if not self.ok:
+            raise self.value
+        return self.value
+
+
+class Runner(Protocol):
+    """Runs steps: `call` waits for one, `submit` calls ``done`` (from any thread) when it finishes."""
+
+    def call(self, step: Step, *args: Any) -> StepResult: ...
+
+    def submit(self, step: Step, args: tuple[Any, ...], done: Callable[[StepResult], None]) -> None: ...
+
+
+class Reporter(Protocol):
+    """Where the driver tells what happens (a log, a terminal, Prefect artifacts)."""
+
+    def info(self, message: str) -> None: ...
+
+    def warning(self, message: str) -> None: ...
+
+    def photo_done(self, outcome: PhotoOutcome, finished: int, total: int) -> None: ...
+
+
+class QuietReporter:
+    """A `Reporter` that says nothing."""
+
+    def info(self, message: str) -> None:
+        pass
+
+    def warning(self, message: str) -> None:
+        pass
+
+    def photo_done(self, outcome: PhotoOutcome, finished: int, total: int) -> None:
+        pass
+
+
+#: Runs the photos of ``todo`` elsewhere (sub-batch flow runs) and returns when all of them ended.
+FanOut = Callable[[list[PhotoRef], RunContext], None]
+
+
+class InlineRunner:
+    """Runs steps in this process on a small thread pool, retrying transient errors like the tasks do.
+
+    Parameters
+    ----------
+    workers
+        Threads for concurrent steps (downloads, intake, catalogue writes; the model and the renderer
+        keep their own locks).
+    retries, retry_delay_s, retry_jitter
+        A transient failure (`asset3d.pipeline.errors.is_transient`) is tried again up to ``retries``
+        times, after ``retry_delay_s`` doubling each time, with up to ``retry_jitter`` of it added at random.
+    """
+
+    def __init__(self, *, workers: int = 4, retries: int = 3, retry_delay_s: float = 2.0, retry_jitter: float = 0.5) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="asset3d-step")
+        self.retries, self.retry_delay_s, self.retry_jitter = retries, retry_delay_s, retry_jitter
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> InlineRunner:
+        return cls(retries=settings.retries, retry_delay_s=settings.retry_delay_s, retry_jitter=settings.retry_jitter)
+
+    def call(self, step: Step, *args: Any) -> StepResult:
+        fn = STEP_FUNCTIONS[step]
+        delay = self.retry_delay_s
+        for attempt in range(self.retries + 1):
+            t0 = time.perf_counter()
+            try:
+                value = fn(*args)
+            except Exception as err:
+                if attempt < self.retries and is_transient(err):
+                    time.sleep(delay * (1.0 + self.retry_jitter * random.random()))
+                    delay *= 2
+                    continue
+                return StepResult(False, err, round(time.perf_counter() - t0, 4))
+            return StepResult(True, value, round(time.perf_counter() - t0, 4))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def submit(self, step: Step, args: tuple[Any, ...], done: Callable[[StepResult], None]) -> None:
+        self._pool.submit(self.call, step, *args).add_done_callback(lambda f: done(f.result()))
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+
+
+def provenance_key(ctx: RunContext, prepared: Prepared) -> str:
+    """The conversion key of a photo in this run: photo bytes, conversion parameters, weights."""
+    return conversion_key(prepared.sha256, ctx.params_hash, ctx.weights_sha256)
+
+
+def wants_release(asset: AssetRecord) -> bool:
+    """The manifest decision: an asset the gate approved and that is not published yet is released now;
+    anything the gate held waits for a reviewer (`asset3d.pipeline.review.decide`)."""
+    return asset.status is AssetStatus.auto_approved and asset.published_at is None
+
+
+class Driver:
+    """Converts one batch. ``kind`` names it in reports (``convert``, ``convert-batch``, ``nightly-catalogue``).
+
+    Parameters
+    ----------
+    settings
+        The run's settings; each stage gets its own options (`Settings.stage_options`).
+    runner
+        How steps run (`InlineRunner`, or the flows' Prefect runner).
+    reporter
+        Progress and log lines (default: none).
+    flow_run_id
+        The Prefect flow run, when there is one (the catalogue run row names it; a retried flow run
+        reuses its row).
+    """
+
+    def __init__(
+        self, settings: Settings, runner: Runner, *, kind: str, reporter: Reporter | None = None, flow_run_id: str | None = None
+    ) -> None:
+        self.settings = settings
+        self.options: StageOptions = settings.stage_options()
+        self.runner = runner
+        self.kind = kind
+        self.report: Reporter = reporter or QuietReporter()
+        self.flow_run_id = flow_run_id
+
+    def run(self, source: Source, *, force: bool = False, fan_out: FanOut | None = None) -> BatchSummary:
+        """Convert the photos of ``source``; returns the batch report.
+
+        Raises
+        ------
+        Exception
+            Only what stops the whole batch: the source cannot be listed, the catalogue or the model is
+            unusable. The run row, once opened, is closed as ``failed`` (or ``cancelled``) first.
+        """
+        t0 = time.perf_counter()
+        since = datetime.now(UTC)
+        found = self.runner.call(Step.discover, source, self.options.discover)
+        discovery: Discovery = found.unwrap()
+        started = self.runner.call(
+            Step.start_run, self.options, self.settings.resolved_catalogue_url(), self.settings.auto_migrate, self.flow_run_id
+        )
+        ctx: RunContext = started.unwrap()
+        status = RunStatus.failed
+        try:
+            summary = self._convert(ctx, discovery, force=force, fan_out=fan_out, since=since)
+            summary.batch_timings_s = {"discover": found.seconds, "start_run": started.seconds, **summary.batch_timings_s}
+            status = RunStatus.completed
+        except KeyboardInterrupt:
+            status = RunStatus.cancelled
+            raise
+        finally:
+            closed = self.runner.call(Step.finish_run, ctx, status)
+            if not closed.ok:
+                self.report.warning(f"could not close catalogue run {ctx.run_id}: {describe(closed.value)[1]}")
+        summary.wall_s = time.perf_counter() - t0
+        counts = summary.counts()
+        self.report.info(f"{self.kind} done in {summary.wall_s:.1f} s: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
+        return summary
+
+    def _convert(self, ctx: RunContext, discovery: Discovery, *, force: bool, fan_out: FanOut | None, since: datetime) -> BatchSummary:
+        planned = self.runner.call(Step.plan, discovery.refs, ctx, force)
+        plan: records.Plan = planned.unwrap()
+        outcomes = {r.uri: PhotoOutcome(r.uri, r.sku) for r in discovery.refs}
+        for refusal in discovery.refused:
+            o = outcomes.setdefault(refusal.uri, PhotoOutcome(refusal.uri, ""))
+            o.fail(Stage.discover, refusal.reason, refusal.message)
+        for uri, done in plan.skipped.items():
+            outcomes[uri].skipped(done)
+        summary = BatchSummary(
+            kind=self.kind, outcomes=list(outcomes.values()), model_label=ctx.model_label, model_id=ctx.model_id,
+            weights_sha256=ctx.weights_sha256, run_ids=[ctx.run_id], flow_run_id=ctx.flow_run_id,
+            batch_timings_s={"plan": planned.seconds},
+        )  # fmt: skip
+        total = len(outcomes)
+        self.report.info(
+            f"{self.kind}: {total} photos, {len(plan.todo)} to convert, {len(plan.skipped)} already converted, "
+            f"{len(discovery.refused)} refused; model: {ctx.model_label}"
+        )
+        batch = _Batch(self, ctx, plan, outcomes)
+        for refusal in discovery.refused:
+            batch.refuse(refusal)
+        if fan_out is not None and self.settings.fan_out and len(plan.todo) > self.settings.fan_out:
+            fan_out(plan.todo, ctx)
+            self._read_back(ctx, plan.todo, outcomes, since)
+            for ref in plan.todo:
+                batch.finished(outcomes[ref.uri])
+            batch.wait()
+        else:
+            batch.run(plan.todo)
+        return summary
+
+    @staticmethod
+    def _read_back(ctx: RunContext, todo: list[PhotoRef], outcomes: dict[str, PhotoOutcome], since: datetime) -> None:
+        """Each photo's outcome after its sub-batch ran elsewhere, from the catalogue."""
+        for uri, (hit, failure) in records.outcomes_from_catalogue(ctx, todo, since).items():
+            o = outcomes[uri]
+            if hit is not None and hit.status not in (AssetStatus.failed, AssetStatus.rejected):
+                o.asset_id, o.glb_uri, o.faces = hit.asset_id, hit.glb_uri, hit.faces
+                o.status = PhotoStatus.published if hit.published else PhotoStatus(hit.status.value)
+            elif failure is not None:
+                o.asset_id = hit.asset_id if hit else None
+                if failure.stage == Stage.review:
+                    o.status, o.stage, o.reason, o.message = PhotoStatus.rejected, failure.stage, failure.reason, failure.message
+                else:
+                    o.fail(failure.stage, failure.reason, failure.message)
+            elif hit is not None:  # refused before this run's window: report what the catalogue says
+                o.asset_id, o.glb_uri, o.faces = hit.asset_id, hit.glb_uri, hit.faces
+                o.status = PhotoStatus.rejected if hit.status is AssetStatus.rejected else PhotoStatus.failed
+                o.stage, o.reason, o.message = Stage.review, hit.status.value, "recorded earlier"
+            else:
+                o.fail(Stage.fan_out, "not_converted", "its sub-batch left no asset and no failure")
+
+
+class _Batch:
+    """One batch's photos in flight: starts each step when its input is ready and records outcomes."""
+
+    def __init__(self, driver: Driver, ctx: RunContext, plan: records.Plan, outcomes: dict[str, PhotoOutcome]) -> None:
+        self.d, self.ctx, self.o = driver, ctx, driver.options
+        self.known: Mapping[str, ConvertedPhoto] = plan.known
+        self.outcomes = outcomes
+        self.events: queue.SimpleQueue[tuple[Step, Any, StepResult]] = queue.SimpleQueue()
+        self.inflight = 0  # steps submitted and not yet handled
+        self.waiting: deque[PhotoRef] = deque()
+        self.admitted = 0  # photos admitted and not finished
+        self.front = 0  # photos in fetch or intake
+        self.ready: list[tuple[PhotoRef, Prepared]] = []
+        self.facts: dict[str, PhotoFacts] = {}
+        self.finished_count = sum(1 for o in outcomes.values() if o.status is PhotoStatus.skipped)
+        self.total = len(outcomes)
+
+    # -- plumbing --------------------------------------------------------------------------------------------
+
+    def submit(self, step: Step, item: Any, *args: Any) -> None:
+        self.inflight += 1
+        self.d.runner.submit(step, args, lambda result, step=step, item=item: self.events.put((step, item, result)))
+
+    def timing(self, ref: PhotoRef, stage: Stage, result: StepResult) -> None:
+        self.outcomes[ref.uri].timings_s[stage.value] = 0.0 if result.cached else result.seconds
+
+    def finished(self, outcome: PhotoOutcome) -> None:
+        self.finished_count += 1
+        self.d.report.photo_done(outcome, self.finished_count, self.total)
+
+    def leave(self, ref: PhotoRef) -> None:
+        """A photo reached its outcome: it frees its place for the next one."""
+        self.admitted -= 1
+        self.finished(self.outcomes[ref.uri])
+
+    def fail(self, ref: PhotoRef, step: Step, error: BaseException, *, settle: bool | None = None) -> None:
+        stage = Stage(getattr(error, "stage", None) or STAGE_OF[step])
+        reason, message = describe(error)
+        self.outcomes[ref.uri].fail(stage, reason, message)
+        self.d.report.warning(f"{ref.uri} failed at {stage.value}: {message}")
+        facts = self.facts.get(ref.uri) or getattr(error, "facts", None)
+        self.submit(Step.record_failure, ref, self.ctx, ref, stage, error, facts, settle)
+
+    def refuse(self, refusal: photos.Refusal) -> None:
+        self.submit(Step.record_refusal, refusal, self.ctx, refusal)
+
+    # -- the loop --------------------------------------------------------------------------------------------
+
+    def run(self, todo: Sequence[PhotoRef]) -> None:
+        self.waiting.extend(todo)
+        self.admit()
+        self.wait()
+
+    def wait(self) -> None:
+        while self.inflight:
+            step, item, result = self.events.get()
+            self.inflight -= 1
+            getattr(self, f"on_{step.name}")(item, result)
+            self.admit()
+            self.flush()
+
+    def admit(self) -> None:
+        while self.waiting and self.admitted < self.o.max_in_flight:
+            ref = self.waiting.popleft()
+            self.admitted += 1
+            self.front += 1
+            self.submit(Step.fetch, ref, ref, self.o.fetch)
+
+    def flush(self) -> None:
+        """Start a reconstruction micro-batch when one is full, or with what is left once intake is done."""
+        size = self.o.machine.batch_size
+        while len(self.ready) >= size or (self.front == 0 and self.ready):
+            batch, self.ready = self.ready[:size], self.ready[size:]
+            self.submit(Step.reconstruct, batch, [p for _, p in batch], self.o.machine, self.o.reconstruct, self.ctx.weights_sha256)
+
+    # -- step outcomes ---------------------------------------------------------------------------------------
+
+    def on_fetch(self, ref: PhotoRef, r: StepResult) -> None:
+        if not r.ok:
+            self.front -= 1
+            return self.fail(ref, Step.fetch, r.value)
+        fetched: Fetched = r.value
+        self.timing(ref, Stage.fetch, r)
+        self.facts[ref.uri] = fetched.facts()
+        done = self.known.get(ref.uri)
+        if done is not None and done.sha256 == fetched.sha256:  # a new ETag, the same bytes
+            self.submit(Step.check_bytes, (ref, fetched), self.ctx, ref, fetched.facts(), done)
+        else:
+            self.submit(Step.intake, ref, fetched, self.o.intake, ref.uri)
+
+    def on_check_bytes(self, item: tuple[PhotoRef, Fetched], r: StepResult) -> None:
+        ref, fetched = item
+        if r.ok and r.value:
+            self.front -= 1
+            self.outcomes[ref.uri].skipped(self.known[ref.uri])
+            self.leave(ref)
+        elif not r.ok:
+            self.front -= 1
+            self.fail(ref, Step.check_bytes, r.value)
+        else:
+            self.submit(Step.intake, ref, fetched, self.o.intake, ref.uri)
+
+    def on_intake(self, ref: PhotoRef, r: StepResult) -> None:
+        self.front -= 1
+        if not r.ok:
+            return self.fail(ref, Step.intake, r.value)
+        self.timing(ref, Stage.intake, r)
+        self.ready.append((ref, r.value))
+
+    def on_reconstruct(self, batch: list[tuple[PhotoRef, Prepared]], r: StepResult) -> None:
+        if not r.ok:  # the whole micro-batch failed (device, memory): no photo's fault, try them again next run
+            for ref, _ in batch:
+                self.fail(ref, Step.reconstruct, r.value, settle=False)
+            return
+        share = StepResult(True, None, round(r.seconds / len(batch), 4), r.cached)
+        for (ref, prepared), recon in zip(batch, r.value, strict=True):
+            if isinstance(recon, BaseException):
+                self.fail(ref, Step.reconstruct, recon)
+                continue
+            self.timing(ref, Stage.reconstruct, share)
+            identity = AssetIdentity(provenance_key(self.ctx, prepared), ref.sku, ref.uri)
+            self.submit(Step.build, ref, prepared, recon, self.o.build, self.o.machine, identity)
+
+    def on_build(self, ref: PhotoRef, r: StepResult) -> None:
+        if not r.ok:
+            return self.fail(ref, Step.build, r.value)
+        built: BuiltAsset = r.value
+        self.timing(ref, Stage.build, r)
+        self.submit(Step.publish, (ref, built), built, self.o.publish)
+
+    def on_publish(self, item: tuple[PhotoRef, BuiltAsset], r: StepResult) -> None:
+        ref, built = item
+        if not r.ok:
+            return self.fail(ref, Step.publish, r.value)
+        self.timing(ref, Stage.publish, r)
+        staged: Staged = r.value
+        self.submit(Step.record, (ref, built, staged), self.ctx, ref, self.facts[ref.uri], built, staged)
+
+    def on_record(self, item: tuple[PhotoRef, BuiltAsset, Staged], r: StepResult) -> None:
+        ref, built, staged = item
+        if not r.ok:
+            return self.fail(ref, Step.record, r.value)
+        self.timing(ref, Stage.record, r)
+        asset: AssetRecord = r.value
+        if wants_release(asset):
+            self.submit(Step.release, (ref, built, staged), self.ctx, asset.id, staged)
+            return
+        self.outcomes[ref.uri].converted(asset, built, staged.glb_uri)
+        self.leave(ref)
+
+    def on_release(self, item: tuple[PhotoRef, BuiltAsset, Staged], r: StepResult) -> None:
+        ref, built, staged = item
+        if not r.ok:  # recorded and staged, not visible: the next run (or `asset3d gc`) releases it
+            return self.fail(ref, Step.release, r.value)
+        o = self.outcomes[ref.uri]
+        o.timings_s[Stage.publish.value] = o.timings_s.get(Stage.publish.value, 0.0) + r.seconds
+        o.converted(r.value, built, staged.glb_uri)
+        self.leave(ref)
+
+    def on_record_failure(self, ref: PhotoRef, r: StepResult) -> None:
+        if not r.ok:
+            self.d.report.warning(f"could not record the failure of {ref.uri} in the catalogue: {describe(r.value)[1]}")
+        self.leave(ref)
+
+    def on_record_refusal(self, refusal: photos.Refusal, r: StepResult) -> None:
+        if not r.ok:
+            self.d.report.warning(f"could not record the refusal of {refusal.uri} in the catalogue: {describe(r.value)[1]}")
+        self.finished(self.outcomes[refusal.uri])
+
