@@ -1,11 +1,12 @@
-"""From a reconstructed mesh to a marketplace-ready GLB: clean-up, decimation, colour, orientation,
-texture baking, GLB writing and validation, previews, metrics and review. Pure functions; no Prefect.
+"""From a reconstructed mesh to marketplace-ready files: clean-up, decimation, colour, orientation,
+real-world size, texture baking, materials, GLB (and USDZ) writing and validation, previews,
+metrics and review. Pure functions; no Prefect.
 
 Entry point: `build_asset(mesh, AssetOptions(preset="shopify", ...), out_dir=..., field_color=None,
 metadata=...)`; the review gate: `meshing.review.review(metrics) -> GateVerdict`.
 """
 
-from meshing.asset import AssetResult, build_asset, input_view_metrics
+from meshing.asset import AssetResult, OutputFile, build_asset, input_view_metrics
 from meshing.errors import MeshingError
 from meshing.options import AssetOptions
 from meshing.presets import PRESETS, Preset, get_preset
@@ -19,6 +20,7 @@ __all__ = [
     "GateDecision",
     "GateVerdict",
     "MeshingError",
+    "OutputFile",
     "Preset",
     "ProductSize",
     "ScaleFit",

@@ -3,8 +3,11 @@
 trimesh writes geometry, vertex colours or the textured PBR material, and optionally Draco
 (KHR_draco_mesh_compression via DracoPy). pygltflib then adds the provenance metadata to
 `asset.extras` and the scene's extras, sets `bufferView.target`, re-encodes textures as
-JPEG on request, and gives every primitive its explicit metallic-roughness material
-(`meshing.materials.MaterialSpec`, with the occlusion-roughness-metallic map where asked). `inspect_glb` reads a written file back and `check_limits` holds it against a
+JPEG or WebP (EXT_texture_webp) on request, gives every primitive its explicit
+metallic-roughness material (`meshing.materials.MaterialSpec`, with the
+occlusion-roughness-metallic map where asked), and on request compresses the geometry's
+bufferViews with meshoptimizer's codecs (EXT_meshopt_compression, required, with a fallback
+buffer that holds no data). `inspect_glb` reads a written file back and `check_limits` holds it against a
 preset.
 """
 
@@ -12,11 +15,13 @@ from __future__ import annotations
 
 import io
 import json
+import struct
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import meshoptimizer
 import numpy as np
 import pygltflib
 import trimesh
@@ -28,6 +33,11 @@ from meshing.presets import Preset
 
 ARRAY_BUFFER = 34962
 ELEMENT_ARRAY_BUFFER = 34963
+MESHOPT = "EXT_meshopt_compression"
+WEBP = "EXT_texture_webp"
+TEXTURE_FORMATS = ("png", "jpeg", "webp")
+_COMPONENT_BYTES = {5120: 1, 5121: 1, 5122: 2, 5123: 2, 5125: 4, 5126: 4}
+_TYPE_COMPONENTS = {"SCALAR": 1, "VEC2": 2, "VEC3": 3, "VEC4": 4, "MAT2": 4, "MAT3": 9, "MAT4": 16}
 GENERATOR = "asset3d meshing"
 DEFAULT_MATERIAL = MaterialSpec(roughness=0.9)
 
@@ -96,6 +106,8 @@ def _encode_image(image: Image.Image, fmt: str, *, jpeg_quality: int, png_level:
     buf = io.BytesIO()
     if fmt == "jpeg":
         image.save(buf, format="JPEG", quality=int(jpeg_quality), subsampling=0)
+    elif fmt == "webp":
+        image.save(buf, format="WEBP", quality=int(jpeg_quality), method=4)
     else:
         image.save(buf, format="PNG", compress_level=int(png_level))
     return buf.getvalue()
@@ -154,11 +166,130 @@ def _apply_material(
             )
 
 
+def _glb_bytes(gltf: pygltflib.GLTF2) -> bytes:
+    """GLB container of the document as it is (pygltflib's writer merges all buffers into one,
+    which would point a meshopt fallback buffer's views at the binary chunk)."""
+    doc = gltf.gltf_to_json(separators=(",", ":"), indent=None).encode("utf-8")
+    doc += b" " * (_align4(len(doc)) - len(doc))
+    blob = gltf.binary_blob() or b""
+    blob += b"\x00" * (_align4(len(blob)) - len(blob))
+    length = 12 + 8 + len(doc) + (8 + len(blob) if blob else 0)
+    out = [b"glTF", struct.pack("<II", 2, length), struct.pack("<I", len(doc)), b"JSON", doc]
+    if blob:
+        out += [struct.pack("<I", len(blob)), b"BIN\x00", blob]
+    return b"".join(out)
+
+
+def _add_extension(gltf: pygltflib.GLTF2, name: str, *, required: bool) -> None:
+    gltf.extensionsUsed = sorted({*(gltf.extensionsUsed or []), name})
+    if required:
+        gltf.extensionsRequired = sorted({*(gltf.extensionsRequired or []), name})
+
+
+def _cache_friendly(mesh: trimesh.Trimesh) -> trimesh.Trimesh:
+    """The same mesh with triangles in vertex-cache order and vertices in first-use order.
+
+    meshoptimizer's codecs compress best on data ordered for locality (non-normative advice of
+    the EXT_meshopt_compression specification); geometry, UVs and colours are unchanged.
+    """
+    faces = np.ascontiguousarray(mesh.faces, dtype=np.uint32).ravel()  # (3f,)
+    ordered = np.empty_like(faces)
+    meshoptimizer.optimize_vertex_cache(ordered, faces, len(faces), len(mesh.vertices))
+    used, first = np.unique(ordered, return_index=True)
+    order = used[np.argsort(first)]  # vertices by first use
+    remap = np.full(len(mesh.vertices), -1, dtype=np.int64)
+    remap[order] = np.arange(len(order))
+    new_faces = remap[ordered.astype(np.int64)].reshape(-1, 3)
+    visual = mesh.visual
+    if getattr(visual, "kind", None) == "texture":
+        new_visual: Any = trimesh.visual.TextureVisuals(
+            uv=np.asarray(visual.uv)[order], material=visual.material
+        )
+    elif getattr(visual, "kind", None) == "vertex":
+        new_visual = trimesh.visual.ColorVisuals(vertex_colors=np.asarray(visual.vertex_colors)[order])
+    else:
+        new_visual = None
+    return trimesh.Trimesh(
+        vertices=np.asarray(mesh.vertices)[order], faces=new_faces, visual=new_visual, process=False
+    )
+
+
+def _meshopt_compress(gltf: pygltflib.GLTF2) -> int:
+    """Compress every vertex-attribute and index bufferView with EXT_meshopt_compression.
+
+    Attributes use the attribute codec (version 0, as the extension requires) and triangle
+    indices the triangle codec (version 1); the parent bufferViews move to a fallback buffer
+    without data, so the extension is required. Returns the number of views compressed.
+    """
+    views: dict[int, tuple[str, int, int]] = {}  # view -> (mode, byteStride, count)
+    for mesh in gltf.meshes:
+        for prim in mesh.primitives:
+            attrs = {k: v for k, v in vars(prim.attributes).items() if isinstance(v, int)}
+            for acc_index in attrs.values():
+                acc = gltf.accessors[acc_index]
+                stride = _COMPONENT_BYTES[acc.componentType] * _TYPE_COMPONENTS[acc.type]
+                if acc.bufferView is not None and stride % 4 == 0 and stride <= 256 and not acc.byteOffset:
+                    views[acc.bufferView] = ("ATTRIBUTES", stride, acc.count)
+            if prim.indices is not None and prim.mode in (None, 4):
+                acc = gltf.accessors[prim.indices]
+                if acc.bufferView is not None and acc.componentType in (5123, 5125) and not acc.byteOffset:
+                    views[acc.bufferView] = ("TRIANGLES", _COMPONENT_BYTES[acc.componentType], acc.count)
+    if not views:
+        return 0
+    meshoptimizer.encode_vertex_version(0)
+    meshoptimizer.encode_index_version(1)
+    blob = gltf.binary_blob() or b""
+    out = bytearray()
+    fallback = 0
+    for i, view in enumerate(gltf.bufferViews):
+        start = view.byteOffset or 0
+        data = blob[start : start + view.byteLength]
+        out.extend(b"\x00" * (_align4(len(out)) - len(out)))
+        if i not in views:
+            view.byteOffset, view.buffer = len(out), 0
+            out.extend(data)
+            continue
+        mode, stride, count = views[i]
+        if view.byteLength != stride * count:
+            raise MeshingError(
+                "bad_input", f"bufferView {i}: {view.byteLength} B is not {count} x {stride} B"
+            )
+        if mode == "ATTRIBUTES":
+            elements = np.frombuffer(data, dtype=np.uint8).reshape(count, stride)
+            packed = meshoptimizer.encode_vertex_buffer(elements, count, stride)
+        else:
+            indices = np.frombuffer(data, dtype=np.uint16 if stride == 2 else np.uint32).astype(np.uint32)
+            packed = meshoptimizer.encode_index_buffer(indices, count, int(indices.max()) + 1 if count else 0)
+        view.extensions = {
+            **(view.extensions or {}),
+            MESHOPT: {
+                "buffer": 0,
+                "byteOffset": len(out),
+                "byteLength": len(packed),
+                "byteStride": stride,
+                "count": count,
+                "mode": mode,
+            },
+        }
+        out.extend(packed)
+        view.buffer, view.byteOffset = 1, fallback
+        fallback = _align4(fallback + view.byteLength)
+    out.extend(b"\x00" * (_align4(len(out)) - len(out)))
+    gltf.buffers = [
+        pygltflib.Buffer(byteLength=len(out)),
+        pygltflib.Buffer(byteLength=fallback, extensions={MESHOPT: {"fallback": True}}),
+    ]
+    gltf.set_binary_blob(bytes(out))
+    _add_extension(gltf, MESHOPT, required=True)
+    return len(views)
+
+
 def export_glb(
     mesh: trimesh.Trimesh,
     *,
     metadata: Mapping[str, Any] | None = None,
     draco: bool = False,
+    meshopt: bool = False,
     texture_format: str = "png",
     jpeg_quality: int = 92,
     png_level: int = 3,
@@ -174,10 +305,13 @@ def export_glb(
         JSON-serialisable provenance stored in `asset.extras` and `scenes[0].extras`.
     draco
         Compress geometry with KHR_draco_mesh_compression.
+    meshopt
+        Compress geometry with EXT_meshopt_compression (triangles reordered for locality first);
+        not together with Draco.
     texture_format
-        `png` or `jpeg` for the base-colour texture.
+        `png`, `jpeg` or `webp` (EXT_texture_webp, required) for the base-colour texture.
     jpeg_quality, png_level
-        Encoder settings (JPEG without chroma subsampling; zlib level for PNG).
+        Encoder settings (JPEG without chroma subsampling, and WebP: quality; zlib level for PNG).
     material
         The metallic-roughness material of every primitive (one is added to vertex-colour meshes);
         its occlusion-roughness-metallic map, when asked, has the base-colour texture's size.
@@ -186,10 +320,14 @@ def export_glb(
     -------
     bytes of a GLB file.
     """
-    if texture_format not in ("png", "jpeg"):
-        raise MeshingError("bad_input", f"texture_format={texture_format!r}: expected 'png' or 'jpeg'")
+    if texture_format not in TEXTURE_FORMATS:
+        raise MeshingError(
+            "bad_input", f"texture_format={texture_format!r}: expected one of {TEXTURE_FORMATS}"
+        )
+    if draco and meshopt:
+        raise MeshingError("bad_input", "Draco and meshopt both compress the geometry: choose one")
     extras = json.loads(json.dumps(dict(metadata or {}), default=str))
-    mesh = mesh.copy()
+    mesh = _cache_friendly(mesh) if meshopt else mesh.copy()
     mesh.vertex_normals = safe_vertex_normals(mesh)
     # the texture is encoded here (trimesh would always use slow default-level PNG): trimesh
     # writes the material around a 1x1 stand-in whose bytes are then replaced
@@ -229,6 +367,12 @@ def export_glb(
             texture, texture_format, jpeg_quality=jpeg_quality, png_level=png_level
         )
         gltf.images[0].mimeType = f"image/{texture_format}"
+        if texture_format == "webp":  # core glTF knows PNG and JPEG only: the extension names the source
+            for tex in gltf.textures:
+                if tex.source == 0:
+                    tex.extensions = {**(tex.extensions or {}), WEBP: {"source": 0}}
+                    tex.source = None
+            _add_extension(gltf, WEBP, required=True)
     _apply_material(
         gltf, material, replace, orm_size=texture.width if texture is not None else None, png_level=png_level
     )
@@ -237,11 +381,13 @@ def export_glb(
     for accessor in gltf.accessors:  # Draco placeholders: no bufferView, so no byteOffset either
         if accessor.bufferView is None:
             accessor.byteOffset = None
+    if meshopt:
+        _meshopt_compress(gltf)  # last: the extras and names above live in JSON only
     gltf.asset.generator = GENERATOR
     gltf.asset.extras = extras
     if gltf.scenes:
         gltf.scenes[0].extras = extras
-    return b"".join(gltf.save_to_bytes())
+    return _glb_bytes(gltf) if meshopt else b"".join(gltf.save_to_bytes())
 
 
 def write_glb(mesh: trimesh.Trimesh, path: str | Path, **kwargs: Any) -> Path:
@@ -462,12 +608,13 @@ def inspect_glb(path: str | Path) -> GlbInfo:
 
 @dataclass(frozen=True)
 class LimitsCheck:
-    """A written file against a preset: `ok` and one line per broken limit."""
+    """A written file against a preset: `ok`, one line per broken limit, one per missed recommendation."""
 
     preset: str
     ok: bool
     failures: list[str]
     measured: dict[str, Any]
+    warnings: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -480,6 +627,9 @@ def check_limits(info: GlbInfo, preset: Preset) -> LimitsCheck:
         fail.append(f"triangles {info.triangles} > {preset.max_triangles}")
     if info.bytes > preset.max_bytes:
         fail.append(f"file size {info.bytes} B > {preset.max_bytes} B")
+    warn: list[str] = []
+    if preset.target_bytes and info.bytes > preset.target_bytes:
+        warn.append(f"file size {info.bytes} B > the {preset.target_bytes} B {preset.name} recommends")
     if preset.appearance == "vertex_colors" and not info.has_vertex_colors:
         fail.append("no COLOR_0 vertex colours")
     if preset.appearance == "texture":
@@ -490,7 +640,12 @@ def check_limits(info: GlbInfo, preset: Preset) -> LimitsCheck:
                 fail.append(f"texture {t.width}x{t.height} larger than {preset.max_texture_size}")
             if preset.texture_square_pow2 and (t.width != t.height or t.width & (t.width - 1)):
                 fail.append(f"texture {t.width}x{t.height} is not square power-of-two")
-            if t.mime_type not in ("image/png", "image/jpeg"):
+            accepted = (
+                "image/png",
+                "image/jpeg",
+                *(("image/webp",) if WEBP in preset.allowed_extensions else ()),
+            )
+            if t.mime_type not in accepted:
                 fail.append(f"texture type {t.mime_type} not accepted")
     if any(m is None for m in info.materials):
         fail.append("a primitive without a material (viewers would draw it metallic)")
@@ -510,4 +665,4 @@ def check_limits(info: GlbInfo, preset: Preset) -> LimitsCheck:
         "extensions": sorted(set(info.extensions_used)),
         "min_y_m": info.bounds_min[1],
     }
-    return LimitsCheck(preset=preset.name, ok=not fail, failures=fail, measured=measured)
+    return LimitsCheck(preset=preset.name, ok=not fail, failures=fail, measured=measured, warnings=warn)

@@ -22,13 +22,23 @@ class AssetOptions:
     Attributes
     ----------
     preset
-        `web`, `shopify`, `amazon` or a `Preset`.
+        One channel or several: a preset name (`web`, `shopify`, `amazon`, `google`, `apple`), a
+        `Preset`, a comma-separated list (`"shopify,apple"`) or a tuple of them. The first is the
+        asset's primary channel: it writes `<name>.glb`, the previews and the top-level metrics
+        the review gate reads; every further channel writes its own file for the same asset
+        (`<name>.<preset>.glb`, or `<name>.usdz` for a USDZ channel such as `apple`).
     faces
         Face budget (default: the preset's `default_faces`; never above its `max_triangles`).
     texture_size
         Texture side in pixels for textured presets (default: the preset's).
     draco
-        Draco geometry compression: True, False, or None for the preset's default.
+        Draco geometry compression: True, False, or None for each preset's default.
+    meshopt
+        EXT_meshopt_compression for the channels that accept it (web); never Draco with it.
+    webp
+        WebP base-colour textures (EXT_texture_webp) for the textured channels that accept them.
+        Both are applied only where a channel accepts them (never amazon: Draco only); asking for
+        one that no requested channel accepts is refused.
     size
         The product's real dimensions (any subset of width, height, depth, and their source);
         the model is scaled uniformly so its bounding box matches them (`meshing.scale`).
@@ -51,10 +61,12 @@ class AssetOptions:
         Surface samples of the colour-error metric (0 skips it).
     """
 
-    preset: str | Preset = "web"
+    preset: str | Preset | tuple[str | Preset, ...] = "web"
     faces: int | None = None
     texture_size: int | None = None
     draco: bool | None = None
+    meshopt: bool = False
+    webp: bool = False
     size: ProductSize | None = None
     name: str = "asset"
     previews: bool = True
@@ -67,7 +79,13 @@ class AssetOptions:
     color_points: int = 10_000
 
     def __post_init__(self) -> None:
-        get_preset(self.preset)  # unknown names fail here, before any work
+        names = [p.name for p in self.channels]  # unknown names fail here, before any work
+        if len(set(names)) != len(names):
+            raise MeshingError("bad_input", f"preset {self.preset!r}: a channel is named twice")
+        if sum(p.container == "usdz" for p in self.channels) > 1:
+            raise MeshingError("bad_input", f"preset {self.preset!r}: more than one USDZ channel")
+        if self.meshopt and self.draco:
+            raise MeshingError("bad_input", "draco and meshopt both compress the geometry: choose one")
         if not self.name or "/" in self.name or "\\" in self.name or self.name in (".", ".."):
             raise MeshingError("bad_input", f"name={self.name!r}: expected a plain file stem")
         if self.faces is not None and int(self.faces) < 4:
@@ -81,14 +99,32 @@ class AssetOptions:
             raise MeshingError("bad_input", f"color_points={self.color_points}: must be >= 0")
 
     @property
+    def channels(self) -> tuple[Preset, ...]:
+        """Every requested channel's `Preset`, the primary first."""
+        items: tuple[str | Preset, ...]
+        if isinstance(self.preset, str):
+            items = tuple(part.strip() for part in self.preset.split(","))
+        elif isinstance(self.preset, Preset):
+            items = (self.preset,)
+        else:
+            items = tuple(self.preset)
+        if not items or any(item == "" for item in items):
+            raise MeshingError("bad_input", f"preset {self.preset!r}: name at least one channel")
+        return tuple(get_preset(item) for item in items)
+
+    @property
     def resolved_preset(self) -> Preset:
-        """The `Preset` this build targets."""
-        return get_preset(self.preset)
+        """The primary channel's `Preset`."""
+        return self.channels[0]
 
     def as_dict(self) -> dict[str, Any]:
-        """JSON-ready view (a `Preset` as its own dict), for logs and cache keys."""
+        """JSON-ready view (presets as their dicts), for logs and cache keys."""
         out: dict[str, Any] = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            out[f.name] = value.as_dict() if isinstance(value, Preset | ProductSize) else value
+            if f.name == "preset":
+                value = [p.as_dict() for p in self.channels]
+            elif isinstance(value, ProductSize):
+                value = value.as_dict()
+            out[f.name] = value
         return out

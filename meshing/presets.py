@@ -1,6 +1,7 @@
-"""Output presets as data: what each storefront accepts, and the defaults used to meet it.
+"""Output presets as data: what each storefront (channel) accepts, and the defaults used to meet it.
 
-Every limit a preset states is checked on the written file by `meshing.glb.check_limits`.
+Every limit a preset states is checked on the written file: GLBs by `meshing.glb.check_limits`,
+USDZ packages by `meshing.usdz.check_usdz_limits` (and Pixar's ARKit compliance checker).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from meshing.errors import MeshingError
 Appearance = Literal["vertex_colors", "texture"]
 TextureFormat = Literal["png", "jpeg"]
 Compression = Literal["none", "draco"]
+Container = Literal["glb", "usdz"]
 
 
 @dataclass(frozen=True)
@@ -22,11 +24,13 @@ class Preset:
     Attributes
     ----------
     name
-        Preset name (`web`, `shopify`, `amazon`).
+        Preset name (`web`, `shopify`, `amazon`, `google`, `apple`).
     max_triangles
         Most triangles the file may hold.
     max_bytes
         Largest file size in bytes.
+    target_bytes
+        Size the channel recommends (a warning of the limits check when exceeded, not a failure).
     appearance
         `vertex_colors` (COLOR_0) or `texture` (baked base-colour texture, PBR material).
     default_faces
@@ -52,6 +56,9 @@ class Preset:
         The storefront requires metallic-roughness maps: an occlusion-roughness-metallic texture
         (constant where the model predicts none) is bound as `metallicRoughnessTexture` and
         `occlusionTexture`.
+    container
+        The channel's file: `glb`, or `usdz` (Apple AR Quick Look: a USDZ package beside the
+        asset's GLB, written with Pixar's usd-core and checked with its ARKit compliance checker).
     """
 
     name: str
@@ -69,6 +76,8 @@ class Preset:
     compression: Compression = "none"
     roughness: float = 0.9
     orm_texture: bool = False
+    container: Container = "glb"
+    target_bytes: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready view of the preset (extensions as a sorted list)."""
@@ -86,7 +95,10 @@ PRESETS: dict[str, Preset] = {
         max_bytes=5 * MB,
         appearance="vertex_colors",
         default_faces=20_000,
-        allowed_extensions=frozenset({"KHR_draco_mesh_compression", "EXT_meshopt_compression"}),
+        # web viewers (three.js, model-viewer) decode meshopt and WebP; both only when asked
+        allowed_extensions=frozenset(
+            {"KHR_draco_mesh_compression", "EXT_meshopt_compression", "EXT_texture_webp"}
+        ),
     ),
     "shopify": Preset(
         name="shopify",
@@ -112,6 +124,31 @@ PRESETS: dict[str, Preset] = {
         # Amazon takes Draco; meshopt and WebP textures are refused
         allowed_extensions=frozenset({"KHR_draco_mesh_compression"}),
         orm_texture=True,
+    ),
+    "google": Preset(
+        name="google",
+        max_triangles=100_000,
+        max_bytes=15 * MB,
+        target_bytes=10 * MB,
+        appearance="texture",
+        default_faces=50_000,
+        texture_size=2048,
+        max_texture_size=4096,
+        texture_format="png",
+        allowed_extensions=frozenset({"KHR_draco_mesh_compression"}),
+    ),
+    "apple": Preset(
+        name="apple",
+        max_triangles=100_000,
+        max_bytes=25 * MB,
+        appearance="texture",
+        default_faces=50_000,
+        texture_size=2048,
+        max_texture_size=2048,
+        texture_square_pow2=True,
+        texture_format="png",
+        allowed_extensions=frozenset({"KHR_draco_mesh_compression"}),
+        container="usdz",
     ),
 }
 

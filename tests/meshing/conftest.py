@@ -21,13 +21,18 @@ def flor(shared: Path) -> trimesh.Trimesh:
 
 @pytest.fixture(scope="session")
 def flor_assets(flor: trimesh.Trimesh, tmp_path_factory: pytest.TempPathFactory) -> dict[str, AssetResult]:
-    """The three presets built from the flor mesh at 20k faces (textures at the preset defaults)."""
+    """Every preset built from the flor mesh at 20k faces (textures at the preset defaults).
+
+    `web` and `amazon` alone; `shopify` as a storefront asking for three channels at once
+    (`shopify,apple,google`: one 2048 px bake shared by the three, `asset.glb`, `asset.usdz`,
+    `asset.google.glb`).
+    """
     out = {}
-    for preset in ("web", "shopify", "amazon"):
-        out[preset] = build_asset(
+    for key, preset in (("web", "web"), ("shopify", "shopify,apple,google"), ("amazon", "amazon")):
+        out[key] = build_asset(
             flor,
-            AssetOptions(preset=preset, faces=20_000, previews=preset == "web"),
-            out_dir=tmp_path_factory.mktemp(preset),
-            metadata={"sku": f"FLOR-{preset}", "run_id": "test-run", "source_photo_sha256": "ab" * 32},
+            AssetOptions(preset=preset, faces=20_000, previews=key == "web"),
+            out_dir=tmp_path_factory.mktemp(key),
+            metadata={"sku": f"FLOR-{key}", "run_id": "test-run", "source_photo_sha256": "ab" * 32},
         )
     return out

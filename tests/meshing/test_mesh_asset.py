@@ -11,6 +11,7 @@ import numpy as np
 import pygltflib
 import pytest
 import trimesh
+from mesh_helpers import channel_result
 from PIL import Image
 
 from asset3d.cli import mesh2glb
@@ -22,6 +23,7 @@ from meshing.presets import PRESETS
 from meshing.validate import validate_glb
 
 PRESET_NAMES = ("web", "shopify", "amazon")
+ALL_PRESETS = ("web", "shopify", "amazon", "google", "apple")
 
 
 def _reload_official(result: AssetResult) -> trimesh.Trimesh:
@@ -211,29 +213,59 @@ def test_options_are_checked_and_json_ready() -> None:
         assert err.value.reason in ("unknown_preset", "bad_input")
 
 
+def _usd_mesh(path: Path) -> trimesh.Trimesh:
+    """The triangles of a USDZ package, read back with usd-core."""
+    from pxr import Usd, UsdGeom
+
+    stage = Usd.Stage.Open(str(path))
+    (geom,) = [UsdGeom.Mesh(p) for p in stage.Traverse() if p.IsA(UsdGeom.Mesh)]
+    points = np.asarray(geom.GetPointsAttr().Get(), dtype=np.float64)
+    assert set(geom.GetFaceVertexCountsAttr().Get()) == {3}
+    faces = np.asarray(geom.GetFaceVertexIndicesAttr().Get(), dtype=np.int64).reshape(-1, 3)
+    return trimesh.Trimesh(vertices=points, faces=faces, process=False)
+
+
+@pytest.mark.parametrize("preset", ALL_PRESETS)
 def test_topology_is_that_of_the_welded_surface_for_every_preset(
-    flor: trimesh.Trimesh, flor_assets: dict[str, AssetResult]
+    flor: trimesh.Trimesh, flor_assets: dict[str, AssetResult], preset: str
 ) -> None:
     from meshing.cleanup import clean_mesh
     from meshing.decimate import decimate_geometry
     from meshing.metrics import mesh_stats, topology_stats
 
     clean, _ = clean_mesh(flor)
-    reference = mesh_stats(decimate_geometry(clean, 20_000))
-    for preset, result in flor_assets.items():
-        stored = result.metrics["asset"]
-        assert stored["topology_basis"] == "welded_by_position"
-        for key in ("components", "boundary_edges"):
-            assert abs(stored[key] - reference[key]) <= 2, (preset, key, stored[key], reference[key])
-        # the written file, read back and welded, shows the same surface
-        from_file = topology_stats(trimesh.load(result.glb_path, force="mesh", process=False))
-        assert from_file["components"] == stored["components"], preset
-        assert from_file["boundary_edges"] == stored["boundary_edges"], preset
-    counts = {
-        (r.metrics["asset"]["components"], r.metrics["asset"]["boundary_edges"]) for r in flor_assets.values()
-    }
-    assert max(c for c, _ in counts) - min(c for c, _ in counts) <= 2
-    assert max(b for _, b in counts) - min(b for _, b in counts) <= 2
+    reference = mesh_stats(decimate_geometry(clean, 20_000))  # the welded source, same decimation
+    result = channel_result(flor_assets, preset)
+    stored = (
+        result.metrics["asset"] if result.preset == preset else result.metrics["channels"][preset]["asset"]
+    )
+    assert stored["topology_basis"] == "welded_by_position"
+    for key in ("components", "boundary_edges"):
+        assert abs(stored[key] - reference[key]) <= 2, (key, stored[key], reference[key])
+    # the written file, read back and welded, shows the same surface
+    f = result.file_for(preset)
+    written = (
+        _usd_mesh(f.path) if f.name.endswith(".usdz") else trimesh.load(f.path, force="mesh", process=False)
+    )
+    from_file = topology_stats(written)
+    assert (from_file["components"], from_file["boundary_edges"]) == (
+        stored["components"],
+        stored["boundary_edges"],
+    )
+
+
+def test_topology_agrees_across_presets(flor_assets: dict[str, AssetResult]) -> None:
+    counts = []
+    for preset in ALL_PRESETS:
+        result = channel_result(flor_assets, preset)
+        stats = (
+            result.metrics["asset"]
+            if result.preset == preset
+            else result.metrics["channels"][preset]["asset"]
+        )
+        counts.append((stats["components"], stats["boundary_edges"]))
+    assert max(c for c, _ in counts) - min(c for c, _ in counts) <= 2, counts
+    assert max(b for _, b in counts) - min(b for _, b in counts) <= 2, counts
 
 
 @pytest.mark.parametrize("preset", ["shopify", "amazon"])
@@ -250,11 +282,11 @@ def test_textured_preset_passes_the_default_topology_rules(
     assert flor_assets[preset].metrics["asset"]["components"] <= policy.approve_max_components
 
 
-@pytest.mark.parametrize("preset", PRESET_NAMES)
+@pytest.mark.parametrize("preset", [*PRESET_NAMES, "google"])
 def test_every_primitive_has_the_presets_dielectric_material(
     flor_assets: dict[str, AssetResult], preset: str
 ) -> None:
-    gltf = pygltflib.GLTF2.load_binary(str(flor_assets[preset].glb_path))
+    gltf = pygltflib.GLTF2.load_binary(str(channel_result(flor_assets, preset).file_for(preset).path))
     primitives = [prim for mesh in gltf.meshes for prim in mesh.primitives]
     assert primitives
     for prim in primitives:
@@ -269,7 +301,8 @@ def test_every_primitive_has_the_presets_dielectric_material(
         if has_orm:
             orm = gltf.images[gltf.textures[pbr.metallicRoughnessTexture.index].source]
             assert orm.mimeType == "image/png" and material.occlusionTexture is not None
-    assert flor_assets[preset].metrics["material"]["metallic"] == 0.0
+    result = channel_result(flor_assets, preset)
+    assert result.metrics["channels"][preset]["material"]["metallic"] == 0.0
 
 
 def test_height_alone_sizes_the_written_glb(flor: trimesh.Trimesh, tmp_path: Path) -> None:

@@ -34,7 +34,11 @@ def test_good_asset_is_auto_approved() -> None:
     assert isinstance(verdict, GateVerdict) and verdict.status is GateDecision.auto_approved
     assert verdict.reasons == []
     # the enum's values are the strings stored in JSON and the catalogue
-    assert json.loads(json.dumps(verdict.as_dict())) == {"status": "auto_approved", "reasons": [], "notes": []}
+    assert json.loads(json.dumps(verdict.as_dict())) == {
+        "status": "auto_approved",
+        "reasons": [],
+        "notes": [],
+    }
     assert {d.value for d in GateDecision} == {"auto_approved", "needs_review", "rejected"}
 
 
