@@ -19,7 +19,7 @@ from intake.decode import DecodedImage, DecodeLimits, IntakeError, Reason, decod
 from intake.flags import FlagThresholds, IntakeFlags, assess, compute_flags
 from intake.framing import foreground_bbox, frame_object
 from intake.rembg_method import RembgConfig, model_status, rembg_segmentation
-from intake.types import METHODS, Segmentation
+from intake.types import METHODS, IntakeMethod, Segmentation
 
 __all__ = [
     "METHODS",
@@ -29,6 +29,7 @@ __all__ = [
     "FlagThresholds",
     "IntakeError",
     "IntakeFlags",
+    "IntakeMethod",
     "IntakeResult",
     "Reason",
     "RembgConfig",

@@ -3,15 +3,26 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Literal
 
 import numpy as np
 
-__all__ = ["METHODS", "Method", "Segmentation"]
+__all__ = ["METHODS", "IntakeMethod", "Method", "Segmentation"]
+
+
+class IntakeMethod(StrEnum):
+    """How intake finds the object: ``auto`` tries ``alpha``, ``rembg``, ``plain-backdrop`` in that order."""
+
+    auto = "auto"
+    alpha = "alpha"
+    rembg = "rembg"
+    plain_backdrop = "plain-backdrop"
+
 
 #: Names of the foreground methods, in the order ``auto`` tries them.
 Method = Literal["alpha", "rembg", "plain-backdrop"]
-METHODS: tuple[str, ...] = ("alpha", "rembg", "plain-backdrop")
+METHODS: tuple[str, ...] = tuple(m.value for m in IntakeMethod if m is not IntakeMethod.auto)
 
 
 @dataclass(frozen=True)

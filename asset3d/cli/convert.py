@@ -67,7 +67,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--sku", default=None,
         help="SKU for every photo (default: a file's name without suffix; for photos found in a folder, their parent folder's name)",
     )  # fmt: skip
-    p.add_argument("--relabel", action="store_true", help="with --sku: allow moving photos already catalogued under another SKU")
+    p.add_argument(
+        "--relabel", action="store_true",
+        help="with --sku: move photos already catalogued under another SKU to this one (their assets keep their folders)",
+    )  # fmt: skip
     p.add_argument("--force", action="store_true", help="convert photos again even when already converted")
     add_settings_options(p)
     p.set_defaults(func=run)
@@ -106,6 +109,14 @@ def run(args: argparse.Namespace) -> int:
     items = _items(files, args.sku)
     if args.sku and not args.relabel:
         _check_relabel(settings, items, args.sku)
+    elif args.sku:
+        from asset3d.pipeline.records import open_catalogue
+
+        moved = open_catalogue(settings.resolved_catalogue_url(), auto_migrate=settings.auto_migrate).relabel_photos(
+            (i["uri"] for i in items), args.sku
+        )
+        if moved:
+            print(f"asset3d convert: {moved} photos moved to SKU {args.sku} (their assets keep their folders)", file=sys.stderr)
     bad = unreadable_images(p for p, _ in files)
     for path, why in bad.items():
         print(f"asset3d convert: {path}: {why}", file=sys.stderr)

@@ -115,21 +115,29 @@ def flat_metrics(metrics: Mapping[str, Any], prefix: str = "") -> dict[str, floa
     return out
 
 
-def key_metrics(metrics: Mapping[str, Any]) -> dict[str, Any]:
-    """The few numbers a summary row shows."""
+@dataclass(frozen=True)
+class KeyMetrics:
+    """The few numbers a batch report shows for an asset (the full set is in ``metrics.json`` and the catalogue)."""
 
-    def get(*path: str) -> Any:
-        cur: Any = metrics
-        for p in path:
-            cur = cur.get(p) if isinstance(cur, Mapping) else None
-        return cur
+    bytes: int | None = None
+    silhouette_iou: float | None = None
+    masked_psnr_db: float | None = None
+    validator_warnings: int | None = None
 
-    return {
-        "bytes": get("file", "bytes"),
-        "silhouette_iou": get("input_view", "silhouette_iou"),
-        "masked_psnr_db": get("input_view", "masked_psnr_db"),
-        "validator_warnings": get("validation", "warnings"),
-    }
+    @classmethod
+    def of(cls, metrics: Mapping[str, Any]) -> KeyMetrics:
+        def get(*path: str) -> Any:
+            cur: Any = metrics
+            for p in path:
+                cur = cur.get(p) if isinstance(cur, Mapping) else None
+            return cur
+
+        return cls(
+            bytes=get("file", "bytes"),
+            silhouette_iou=get("input_view", "silhouette_iou"),
+            masked_psnr_db=get("input_view", "masked_psnr_db"),
+            validator_warnings=get("validation", "warnings"),
+        )
 
 
 def build(prepared: Prepared, recon: Reconstruction, options: BuildOptions, machine: MachineOptions, identity: AssetIdentity) -> BuiltAsset:

@@ -255,6 +255,7 @@ class Driver:
         try:
             summary = self._convert(ctx, discovery, force=force, fan_out=fan_out, since=since)
             summary.batch_timings_s = {"discover": found.seconds, "start_run": started.seconds, **summary.batch_timings_s}
+            summary.wall_s = time.perf_counter() - t0
             status = RunStatus.completed
         except KeyboardInterrupt:
             status = RunStatus.cancelled
@@ -263,7 +264,6 @@ class Driver:
             closed = self.runner.call(Step.finish_run, ctx, status)
             if not closed.ok:
                 self.report.warning(f"could not close catalogue run {ctx.run_id}: {describe(closed.value)[1]}")
-        summary.wall_s = time.perf_counter() - t0
         counts = summary.counts()
         self.report.info(f"{self.kind} done in {summary.wall_s:.1f} s: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
         return summary
@@ -288,6 +288,8 @@ class Driver:
             f"{len(discovery.refused)} refused; model: {ctx.model_label}"
         )
         batch = _Batch(self, ctx, plan, outcomes)
+        for uri in plan.skipped:
+            batch.finished(outcomes[uri])
         for refusal in discovery.refused:
             batch.refuse(refusal)
         if fan_out is not None and self.settings.fan_out and len(plan.todo) > self.settings.fan_out:
@@ -336,7 +338,7 @@ class _Batch:
         self.front = 0  # photos in fetch or intake
         self.ready: list[tuple[PhotoRef, Prepared]] = []
         self.facts: dict[str, PhotoFacts] = {}
-        self.finished_count = sum(1 for o in outcomes.values() if o.status is PhotoStatus.skipped)
+        self.finished_count = 0
         self.total = len(outcomes)
 
     # -- plumbing --------------------------------------------------------------------------------------------

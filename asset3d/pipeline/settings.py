@@ -22,7 +22,7 @@ import functools
 import os
 from contextvars import ContextVar
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import (
@@ -32,6 +32,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
     YamlConfigSettingsSource,
 )
+
+from intake.types import IntakeMethod
 
 if TYPE_CHECKING:
     from asset3d.pipeline.options import StageOptions
@@ -64,7 +66,7 @@ class Settings(BaseSettings):
     mc_resolution: int = Field(256, ge=16, le=1024, description="marching-cubes grid resolution")
     mc_threshold: float = Field(25.0, gt=0, description="density level of the surface")
     # intake
-    intake_method: Literal["auto", "alpha", "rembg", "plain-backdrop"] = "auto"
+    intake_method: IntakeMethod = Field(IntakeMethod.auto, description="auto, alpha, rembg or plain-backdrop")
     foreground_ratio: float = Field(0.85, gt=0, le=1)
     max_photo_bytes: int = Field(50 * 1024 * 1024, ge=1, description="larger photos are refused before download")
     # assets

@@ -15,6 +15,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from asset3d.pipeline.assets import KeyMetrics
 from asset3d.pipeline.vocabulary import PhotoStatus, Stage
 
 if TYPE_CHECKING:
@@ -38,11 +39,13 @@ class PhotoOutcome:
     faces: int | None = None
     glb_uri: str | None = None
     asset_id: int | None = None
-    metrics: dict[str, Any] = field(default_factory=dict)
+    metrics: KeyMetrics = field(default_factory=KeyMetrics)
     timings_s: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.status = PhotoStatus(self.status)
+        if isinstance(self.metrics, dict):  # read back from a report's JSON
+            self.metrics = KeyMetrics(**self.metrics)
 
     @property
     def name(self) -> str:
@@ -59,9 +62,7 @@ class PhotoOutcome:
 
     def converted(self, asset: AssetRecord, built: BuiltAsset, glb_uri: str) -> None:
         """Fill the row of a photo that went through every stage, from its catalogue asset."""
-        from asset3d.pipeline.assets import key_metrics
-
-        self.asset_id, self.glb_uri, self.faces, self.metrics = asset.id, glb_uri, built.faces, key_metrics(built.metrics)
+        self.asset_id, self.glb_uri, self.faces, self.metrics = asset.id, glb_uri, built.faces, KeyMetrics.of(built.metrics)
         if asset.published_at is not None:
             self.status = PhotoStatus.published
         elif asset.status.value == "rejected":  # refused by the gate
@@ -124,14 +125,14 @@ class BatchSummary:
         """Rows for the table artifact: SKU, photo, status, faces, key metrics, GLB key or failure reason."""
         rows = []
         for o in self.outcomes:
-            iou = o.metrics.get("silhouette_iou")
+            iou = o.metrics.silhouette_iou
             rows.append(
                 {
                     "sku": o.sku,
                     "photo": o.name,
                     "status": o.status.value,
                     "faces": o.faces if o.faces is not None else "",
-                    "glb_bytes": o.metrics.get("bytes") or "",
+                    "glb_bytes": o.metrics.bytes or "",
                     "silhouette_iou": f"{iou:.3f}" if isinstance(iou, float) else "",
                     "glb_uri_or_reason": o.glb_uri if o.glb_uri else (f"{o.stage}/{o.reason}" if o.reason else ""),
                 }

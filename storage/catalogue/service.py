@@ -799,6 +799,24 @@ class Catalogue:
                     out[p.uri] = photo_record(p, sku)
         return out
 
+    def relabel_photos(self, uris: Iterable[str], sku: str) -> int:
+        """Move the photos ``uris`` (and so their assets) to the product ``sku``, created when new; returns
+        how many moved. Their assets keep their files where they are."""
+        wanted = sorted(set(uris))
+
+        def go() -> int:
+            with self._tx() as s:
+                product = self._product_row(s, sku)
+                moved = 0
+                for i in range(0, len(wanted), 500):
+                    for photo in s.scalars(select(Photo).where(Photo.uri.in_(wanted[i : i + 500]))):
+                        if photo.product_id != product.id:
+                            photo.product_id = product.id
+                            moved += 1
+                return moved
+
+        return self._retry_on_conflict(go)
+
     def converted_photos(
         self, *, params_hash: str, weights_sha256: str, uris: Iterable[str] | None = None
     ) -> dict[str, ConvertedPhoto]:
