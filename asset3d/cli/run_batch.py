@@ -9,8 +9,9 @@ from typing import Any
 
 from asset3d.cli import preflight
 from asset3d.cli.convert import add_settings_options, print_report, say_catalogue, settings_from
+from asset3d.pipeline.vocabulary import PhotoStatus
 
-FAILED = ("failed", "rejected")
+FAILED = tuple(s.value for s in PhotoStatus if s.is_failure)
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from asset3d.pipeline.assets import KeyMetrics
 from asset3d.pipeline.vocabulary import PhotoStatus, Stage
+from storage.catalogue.models import AssetStatus
 
 if TYPE_CHECKING:
     from asset3d.pipeline.assets import BuiltAsset
@@ -65,7 +66,7 @@ class PhotoOutcome:
         self.asset_id, self.glb_uri, self.faces, self.metrics = asset.id, glb_uri, built.faces, KeyMetrics.of(built.metrics)
         if asset.published_at is not None:
             self.status = PhotoStatus.published
-        elif asset.status.value == "rejected":  # refused by the gate
+        elif asset.status is AssetStatus.rejected:  # refused by the gate
             self.status, self.stage, self.reason = PhotoStatus.rejected, Stage.review.value, "quality_gate"
             self.message = "; ".join(built.reasons)
         else:
