@@ -101,6 +101,14 @@ class FlowReporter:
             self._last = now
 
 
+def _item(ref: PhotoRef) -> dict[str, Any]:
+    """A photo of a sub-batch: its URI, the SKU and real-world size already decided here."""
+    item: dict[str, Any] = {"uri": ref.uri, "sku": ref.sku}
+    if ref.product_size is not None:
+        item["size"] = ref.product_size.as_dict()
+    return item
+
+
 def fan_out(settings: Settings) -> Callable[[list[PhotoRef], RunContext], None]:
     """Run photos as sub-batches of the ``convert-batch`` deployment and wait until every one ended."""
 
@@ -115,7 +123,7 @@ def fan_out(settings: Settings) -> Callable[[list[PhotoRef], RunContext], None]:
         for i in range(0, len(todo), size):
             chunk = todo[i : i + size]
             parameters = {
-                "source": [{"uri": r.uri, "sku": r.sku} for r in chunk],
+                "source": [_item(r) for r in chunk],
                 "dest": settings.dest,
                 "catalogue_url": ctx.catalogue_url,
                 "model": ctx.model_source,

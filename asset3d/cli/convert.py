@@ -19,7 +19,10 @@ from asset3d.cli.preflight import Refused, photo_files, store, unreadable_images
 
 def add_settings_options(p: argparse.ArgumentParser) -> None:
     """The options `convert`, `run-batch` and `nightly` share (each overrides the setting of its name)."""
-    p.add_argument("--preset", default=None, help="web, shopify or amazon (default: the preset setting, web)")
+    p.add_argument(
+        "--preset", default=None,
+        help="web, shopify, amazon, google or apple; several channels comma-separated, e.g. shopify,apple (default: web)",
+    )  # fmt: skip
     p.add_argument("--model", default=None, help="model folder, hub id, 'demo' or 'auto' (default: auto)")
     p.add_argument("--catalogue-url", default=None, help="catalogue database URL (default: $ASSET3D_CATALOGUE_URL, else SQLite)")
     p.add_argument("--config", type=Path, default=None, help="YAML/TOML settings file (default: $ASSET3D_CONFIG)")
@@ -72,6 +75,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="with --sku: move photos already catalogued under another SKU to this one (their assets keep their folders)",
     )  # fmt: skip
     p.add_argument("--force", action="store_true", help="convert photos again even when already converted")
+    size = p.add_argument_group(
+        "real-world size",
+        "the product's dimensions in metres, for every photo given (default: a sidecar's, else the catalogue's "
+        "product row; without any, the asset is flagged unscaled). The largest given dimension sets the scale.",
+    )
+    size.add_argument("--width-m", type=float, default=None, metavar="M", help="width (x)")
+    size.add_argument("--height-m", type=float, default=None, metavar="M", help="height (y, up)")
+    size.add_argument("--depth-m", type=float, default=None, metavar="M", help="depth (z, front)")
     add_settings_options(p)
     p.set_defaults(func=run)
 
@@ -105,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
     files = photo_files(args.images)
     out = args.out.resolve()
     store(str(out), role="--out", must_exist=False)
-    settings = settings_from(args, dest=str(out))
+    settings = settings_from(args, dest=str(out), width_m=args.width_m, height_m=args.height_m, depth_m=args.depth_m)
     items = _items(files, args.sku)
     if args.sku and not args.relabel:
         _check_relabel(settings, items, args.sku)

@@ -25,6 +25,7 @@ from asset3d.pipeline.models import Reconstruction, color_field, get_model
 from asset3d.pipeline.options import BuildOptions, MachineOptions, PublishOptions
 from asset3d.pipeline.photos import Prepared
 from meshing.review import GateDecision
+from meshing.scale import ProductSize
 
 _METRIC = re.compile(r"^[a-z][a-z0-9_.]{0,63}$")
 _CONTENT_TYPES = {
@@ -54,11 +55,13 @@ class AssetFile:
 
 @dataclass(frozen=True)
 class AssetIdentity:
-    """Which asset a build makes: its conversion key, and the photo and product it shows."""
+    """Which asset a build makes: its conversion key, the photo and product it shows, and the product's real
+    dimensions when known (the GLB is scaled to them)."""
 
     conversion_key: str
     sku: str
     photo_uri: str
+    size: ProductSize | None = None
 
 
 @dataclass(frozen=True)
@@ -168,6 +171,7 @@ def build(prepared: Prepared, recon: Reconstruction, options: BuildOptions, mach
         preset=options.preset,
         faces=options.faces,
         texture_size=options.texture_size,
+        size=identity.size,
         name="model",
         previews=True,
         preview_views=options.preview_views,
@@ -184,9 +188,8 @@ def build(prepared: Prepared, recon: Reconstruction, options: BuildOptions, mach
             input_mask=prepared.mask,
             input_image=prepared.image,
         ).result()
-        files = [AssetFile("model.glb", result.glb_path.read_bytes(), "model/gltf-binary")]
-        pictures = [*result.preview_paths, *([result.contact_sheet] if result.contact_sheet else [])]
-        files += [AssetFile(f"previews/{p.name}", p.read_bytes(), "image/png") for p in pictures]
+        # every channel's file (model.glb first, model.usdz for apple, ...), then the previews
+        files = [AssetFile(f.name, f.path.read_bytes(), f.content_type) for f in result.files]
     files += [
         AssetFile("intake/input.png", _png(prepared.image), "image/png"),
         AssetFile("intake/mask.png", _png(prepared.mask.astype(np.uint8) * 255), "image/png"),

@@ -46,6 +46,7 @@ from asset3d.pipeline.records import RunContext
 from asset3d.pipeline.settings import Settings
 from asset3d.pipeline.summary import BatchSummary, PhotoOutcome
 from asset3d.pipeline.vocabulary import PhotoStatus, Stage
+from meshing.scale import ProductSize
 from storage.catalogue import AssetRecord, AssetStatus, ConvertedPhoto, RunStatus, conversion_key
 
 Source = str | Sequence[str | Mapping[str, str]]
@@ -330,6 +331,7 @@ class _Batch:
     def __init__(self, driver: Driver, ctx: RunContext, plan: records.Plan, outcomes: dict[str, PhotoOutcome]) -> None:
         self.d, self.ctx, self.o = driver, ctx, driver.options
         self.known: Mapping[str, ConvertedPhoto] = plan.known
+        self.sizes = plan.sizes
         self.outcomes = outcomes
         self.events: queue.SimpleQueue[tuple[Step, Any, StepResult]] = queue.SimpleQueue()
         self.inflight = 0  # steps submitted and not yet handled
@@ -366,6 +368,10 @@ class _Batch:
         self.d.report.warning(f"{ref.uri} failed at {stage.value}: {message}")
         facts = self.facts.get(ref.uri) or getattr(error, "facts", None)
         self.submit(Step.record_failure, ref, self.ctx, ref, stage, error, facts, settle)
+
+    def size_of(self, ref: PhotoRef) -> ProductSize | None:
+        """The product's real-world size: the run's flags, else the sidecar's, else the catalogue's product."""
+        return self.o.product_size or ref.product_size or self.sizes.get(ref.sku)
 
     def refuse(self, refusal: photos.Refusal) -> None:
         self.submit(Step.record_refusal, refusal, self.ctx, refusal)
@@ -444,7 +450,7 @@ class _Batch:
                 self.fail(ref, Step.reconstruct, recon)
                 continue
             self.timing(ref, Stage.reconstruct, share)
-            identity = AssetIdentity(provenance_key(self.ctx, prepared), ref.sku, ref.uri)
+            identity = AssetIdentity(provenance_key(self.ctx, prepared), ref.sku, ref.uri, self.size_of(ref))
             self.submit(Step.build, ref, prepared, recon, self.o.build, self.o.machine, identity)
 
     def on_build(self, ref: PhotoRef, r: StepResult) -> None:

@@ -19,6 +19,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from meshing.scale import ProductSize
+
 if TYPE_CHECKING:
     from asset3d.pipeline.settings import Settings
 
@@ -116,6 +118,8 @@ class StageOptions:
     publish: PublishOptions
     #: photos between download and build at once (bounded memory); see `in_flight_default`
     max_in_flight: int
+    #: the real-world size given for every photo of the run (flags), before the sidecar's and the catalogue's
+    product_size: ProductSize | None = None
 
     @classmethod
     def from_settings(cls, s: Settings) -> StageOptions:
@@ -129,6 +133,9 @@ class StageOptions:
             build=BuildOptions(s.preset, s.faces, s.texture_size, s.preview_views, s.preview_size, _plain(review)),
             publish=PublishOptions(s.dest),
             max_in_flight=s.max_in_flight or in_flight_default(s.batch_size),
+            product_size=(
+                ProductSize(s.width_m, s.height_m, s.depth_m, source="flag") if (s.width_m or s.height_m or s.depth_m) else None
+            ),
         )
 
     def conversion_params(self) -> dict[str, Any]:

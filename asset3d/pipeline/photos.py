@@ -19,8 +19,9 @@ import csv
 import hashlib
 import io
 import json
+import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -30,6 +31,7 @@ import numpy as np
 from asset3d.pipeline.errors import StageError, describe
 from asset3d.pipeline.options import DiscoverOptions, FetchOptions, IntakeOptions
 from asset3d.pipeline.vocabulary import Stage
+from meshing.scale import ProductSize
 from storage import InvalidKey, ObjectNotFound, StorageError, open_store, validate_key
 from storage.objects import ObjectStore
 
@@ -52,6 +54,8 @@ class PhotoRef:
         The product's SKU.
     etag, size
         From the listing (``None`` when unknown); an unchanged ETag lets a re-run skip the download.
+    product_size
+        The product's dimensions from the sidecar, if it gives them.
     """
 
     uri: str
@@ -60,6 +64,8 @@ class PhotoRef:
     sku: str
     etag: str | None = None
     size: int | None = None
+    #: the product's real dimensions when the sidecar (or a fanned-out batch's parent) gave them
+    product_size: ProductSize | None = None
 
     @property
     def name(self) -> str:
@@ -172,42 +178,92 @@ def sku_for(uri: str, *, pattern: str | None = None, sidecar: Mapping[str, str] 
     return check_sku(parts[-2], uri)
 
 
-def parse_sidecar(data: bytes, name: str) -> dict[str, str]:
-    """A sidecar's mapping photo key (or URI) -> SKU.
+#: Units a sidecar's ``unit`` column may name, in metres.
+UNITS = {"m": 1.0, "cm": 0.01, "mm": 0.001}
+_DIMENSIONS = ("width", "height", "depth")
 
-    CSV: a header with columns ``key`` (or ``uri`` / ``file``) and ``sku``. JSON: an object ``{key: sku}``
-    or a list of ``{"key": ..., "sku": ...}``.
+
+@dataclass(frozen=True)
+class Sidecar:
+    """What a sidecar says, by photo key (or URI): SKUs, and products' real dimensions."""
+
+    skus: dict[str, str] = field(default_factory=dict)
+    sizes: dict[str, ProductSize] = field(default_factory=dict)
+
+    def size_for(self, key: str, uri: str) -> ProductSize | None:
+        return self.sizes.get(key) or self.sizes.get(uri)
+
+
+def _size(row: Mapping[str, Any], where: str) -> ProductSize | None:
+    """Dimensions of one sidecar row: ``width_m``/``height_m``/``depth_m``, or ``width``/``height``/``depth``
+    in the ``unit`` column's unit (``mm``, ``cm`` or ``m``)."""
+    values: dict[str, float] = {}
+    unit = str(row.get("unit") or "").strip().lower()
+    for dim in _DIMENSIONS:
+        for column, factor in ((f"{dim}_m", 1.0), (dim, UNITS.get(unit))):
+            raw = row.get(column)
+            if raw in (None, ""):
+                continue
+            if factor is None:
+                raise StageError(Stage.discover, "bad_sidecar", f"{where}: column {column!r} needs a unit column (mm, cm or m), got {unit!r}")
+            try:
+                number = float(raw)
+            except (TypeError, ValueError):
+                raise StageError(Stage.discover, "bad_sidecar", f"{where}: {column}={raw!r} is not a number") from None
+            if not (math.isfinite(number) and number > 0):
+                raise StageError(Stage.discover, "bad_sidecar", f"{where}: {column}={raw!r} must be a positive size")
+            values[f"{dim}_m"] = number * factor
+    return ProductSize(**values, source="sidecar") if values else None
+
+
+def parse_sidecar(data: bytes, name: str) -> Sidecar:
+    """A sidecar's SKUs and product sizes by photo key (or URI).
+
+    CSV: a header with a ``key`` (or ``uri`` / ``file``) column and ``sku`` and/or size columns
+    (``width_m``, ``height_m``, ``depth_m``; or ``width``, ``height``, ``depth`` with a ``unit`` column of
+    ``mm``, ``cm`` or ``m``). JSON: an object ``{key: sku}``, or a list of objects with the same fields.
 
     Raises
     ------
     StageError
-        ``bad_sidecar``, naming the file and what is wrong.
+        ``bad_sidecar``, naming the file (and row) and what is wrong.
     """
     text = data.decode("utf-8-sig", errors="replace")
+    rows: list[dict[str, Any]]
     if name.lower().endswith(".json"):
         try:
             doc = json.loads(text)
         except json.JSONDecodeError as err:
             raise StageError(Stage.discover, "bad_sidecar", f"sidecar {name}: not JSON ({err})") from None
-        rows: Iterable[Any] = doc.items() if isinstance(doc, dict) else ((r.get("key"), r.get("sku")) for r in doc if isinstance(r, dict))
-        out = {str(k): str(v) for k, v in rows if k and v}
+        if isinstance(doc, dict):
+            rows = [{"key": k, "sku": v} for k, v in doc.items()]
+        else:
+            rows = [{str(k).lower(): v for k, v in r.items()} for r in doc if isinstance(r, dict)]
+        key_col = "key"
     else:
         reader = csv.DictReader(io.StringIO(text))
-        fields = [f.strip().lower() for f in reader.fieldnames or []]
-        key_col = next((c for c in ("key", "uri", "file", "filename") if c in fields), None)
-        if key_col is None or "sku" not in fields:
-            raise StageError(Stage.discover, "bad_sidecar", f"sidecar {name}: needs a header with 'key' and 'sku' columns")
-        out = {}
-        for row in reader:
-            row = {(k or "").strip().lower(): (v or "").strip() for k, v in row.items()}
-            if row.get(key_col) and row.get("sku"):
-                out[row[key_col]] = row["sku"]
-    if not out:
-        raise StageError(Stage.discover, "bad_sidecar", f"sidecar {name}: no key/sku pairs")
+        fields_ = [f.strip().lower() for f in reader.fieldnames or []]
+        key_col = next((c for c in ("key", "uri", "file", "filename") if c in fields_), "")
+        sizes = any(c in fields_ for d in _DIMENSIONS for c in (d, f"{d}_m"))
+        if not key_col or ("sku" not in fields_ and not sizes):
+            raise StageError(Stage.discover, "bad_sidecar", f"sidecar {name}: needs a header with a 'key' column and 'sku' or size columns")
+        rows = [{(k or "").strip().lower(): (v or "").strip() for k, v in row.items()} for row in reader]
+    out = Sidecar()
+    for i, row in enumerate(rows, start=2):
+        key = str(row.get(key_col) or "").strip()
+        if not key:
+            continue
+        if row.get("sku"):
+            out.skus[key] = str(row["sku"]).strip()
+        size = _size(row, f"sidecar {name} row {i} ({key})")
+        if size is not None:
+            out.sizes[key] = size
+    if not out.skus and not out.sizes:
+        raise StageError(Stage.discover, "bad_sidecar", f"sidecar {name}: no rows with a key and a SKU or a size")
     return out
 
 
-def read_sidecar(sidecar: str, source_store: ObjectStore | None) -> dict[str, str]:
+def read_sidecar(sidecar: str, source_store: ObjectStore | None) -> Sidecar:
     """Read the sidecar: a key of the source store when it exists there, else a URI or a local path."""
     if source_store is not None:
         try:
@@ -263,27 +319,29 @@ def discover(source: str | Sequence[str | Mapping[str, str]], options: DiscoverO
     refused: list[Refusal] = []
     if isinstance(source, str):
         store = open_store(source)
-        sidecar = read_sidecar(options.sidecar, store) if options.sidecar else None
+        sidecar = read_sidecar(options.sidecar, store) if options.sidecar else Sidecar()
         for info in store.list(""):
             if not is_photo_key(info.key):
                 continue
             try:
                 validate_key(info.key)
                 uri = store.uri_for(info.key)
-                sku = sku_for(uri, pattern=options.sku_pattern, sidecar=sidecar, key=info.key)
+                sku = sku_for(uri, pattern=options.sku_pattern, sidecar=sidecar.skus, key=info.key)
             except (StageError, InvalidKey) as err:
                 refused.append(_refusal(f"{store.uri}/{info.key}", err))
                 continue
-            refs.append(PhotoRef(uri, store.uri, info.key, sku, info.etag, info.size))
+            refs.append(PhotoRef(uri, store.uri, info.key, sku, info.etag, info.size, sidecar.size_for(info.key, uri)))
         return Discovery(refs, refused)
-    sidecar = read_sidecar(options.sidecar, None) if options.sidecar else None
+    sidecar = read_sidecar(options.sidecar, None) if options.sidecar else Sidecar()
     for item in source:
         uri, sku = (item["uri"], item.get("sku")) if isinstance(item, Mapping) else (str(item), None)
+        given_size = item.get("size") if isinstance(item, Mapping) else None
         try:
             store, key = split_uri(uri)
             info = store.head(key)
             uri = store.uri_for(key)
-            sku = check_sku(sku, uri) if sku else sku_for(uri, pattern=options.sku_pattern, sidecar=sidecar, key=key)
+            sku = check_sku(sku, uri) if sku else sku_for(uri, pattern=options.sku_pattern, sidecar=sidecar.skus, key=key)
+            size = ProductSize(**given_size) if isinstance(given_size, Mapping) else sidecar.size_for(key, uri)
         except StageError as err:
             refused.append(_refusal(uri, err))
             continue
@@ -292,7 +350,7 @@ def discover(source: str | Sequence[str | Mapping[str, str]], options: DiscoverO
                 raise
             refused.append(_refusal(uri, err))
             continue
-        refs.append(PhotoRef(uri, store.uri, key, sku, info.etag, info.size))
+        refs.append(PhotoRef(uri, store.uri, key, sku, info.etag, info.size, size))
     return Discovery(refs, refused)
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from asset3d import __version__
@@ -27,6 +27,7 @@ from asset3d.pipeline.photos import PhotoFacts, PhotoRef, Refusal
 from asset3d.pipeline.publishing import Staged
 from asset3d.pipeline.vocabulary import Stage
 from meshing.review import GateDecision
+from meshing.scale import ProductSize
 from storage.catalogue import (
     AssetRecord,
     AssetStatus,
@@ -68,6 +69,8 @@ class Plan:
     skipped: dict[str, ConvertedPhoto]
     #: converted photos of ``todo`` whose ETag changed (maybe not their bytes)
     known: dict[str, ConvertedPhoto]
+    #: real-world sizes the catalogue's products give, by SKU
+    sizes: dict[str, ProductSize] = field(default_factory=dict)
 
 
 _catalogues: dict[str, Catalogue] = {}
@@ -135,11 +138,14 @@ def plan(refs: Sequence[PhotoRef], ctx: RunContext, force: bool = False) -> Plan
     A converted photo whose ETag changed is converted again unless its bytes turn out the same once
     downloaded (`check_bytes`). With ``force`` every photo is converted again.
     """
+    cat = open_catalogue(ctx.catalogue_url)
+    sizes = {}
+    for sku, p in cat.products(r.sku for r in refs).items():
+        if p.width_m or p.height_m or p.depth_m:
+            sizes[sku] = ProductSize(p.width_m, p.height_m, p.depth_m, source="catalogue")
     if force:
-        return Plan(list(refs), {}, {})
-    done = open_catalogue(ctx.catalogue_url).converted_photos(
-        params_hash=ctx.params_hash, weights_sha256=ctx.weights_sha256, uris=[r.uri for r in refs]
-    )
+        return Plan(list(refs), {}, {}, sizes)
+    done = cat.converted_photos(params_hash=ctx.params_hash, weights_sha256=ctx.weights_sha256, uris=[r.uri for r in refs])
     todo: list[PhotoRef] = []
     skipped: dict[str, ConvertedPhoto] = {}
     for ref in refs:
@@ -148,7 +154,7 @@ def plan(refs: Sequence[PhotoRef], ctx: RunContext, force: bool = False) -> Plan
             skipped[ref.uri] = hit
         else:
             todo.append(ref)
-    return Plan(todo, skipped, {r.uri: done[r.uri] for r in todo if r.uri in done})
+    return Plan(todo, skipped, {r.uri: done[r.uri] for r in todo if r.uri in done}, sizes)
 
 
 def _photo_row(cat: Catalogue, ref: PhotoRef, facts: PhotoFacts) -> int:

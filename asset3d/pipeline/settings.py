@@ -70,9 +70,12 @@ class Settings(BaseSettings):
     foreground_ratio: float = Field(0.85, gt=0, le=1)
     max_photo_bytes: int = Field(50 * 1024 * 1024, ge=1, description="larger photos are refused before download")
     # assets
-    preset: str = Field("web", description="web, shopify or amazon")
+    preset: str = Field("web", description="web, shopify, amazon, google or apple; several channels: 'shopify,apple'")
     faces: int | None = Field(None, ge=100, description="face budget (default: the preset's)")
     texture_size: int | None = Field(None, ge=64, description="texture side (textured presets)")
+    width_m: float | None = Field(None, gt=0, description="the product's width in metres, for every photo of the run")
+    height_m: float | None = Field(None, gt=0, description="the product's height in metres, for every photo of the run")
+    depth_m: float | None = Field(None, gt=0, description="the product's depth in metres, for every photo of the run")
     preview_views: int = Field(8, ge=1, le=64)
     preview_size: int = Field(512, ge=64, le=4096)
     # review thresholds: a YAML file like meshing/review_policy.yaml, then single overrides
@@ -95,9 +98,11 @@ class Settings(BaseSettings):
     def _known_preset(cls, value: str) -> str:
         from meshing.presets import PRESETS
 
-        if value not in PRESETS:
-            raise ValueError(f"unknown preset {value!r} (known: {', '.join(sorted(PRESETS))})")
-        return value
+        names = [part.strip() for part in value.split(",")]
+        unknown = [n for n in names if n not in PRESETS]
+        if unknown or len(set(names)) != len(names):
+            raise ValueError(f"preset {value!r}: one or more of {', '.join(sorted(PRESETS))}, comma-separated, each once")
+        return ",".join(names)
 
     @field_validator("sku_pattern")
     @classmethod

@@ -799,6 +799,16 @@ class Catalogue:
                     out[p.uri] = photo_record(p, sku)
         return out
 
+    def products(self, skus: Iterable[str]) -> dict[str, ProductRecord]:
+        """The catalogue's products among ``skus`` (by SKU): titles and real-world sizes."""
+        wanted = sorted(set(skus))
+        out: dict[str, ProductRecord] = {}
+        with self._tx() as s:
+            for i in range(0, len(wanted), 500):
+                for p in s.scalars(select(Product).where(Product.sku.in_(wanted[i : i + 500]))):
+                    out[p.sku] = product_record(p)
+        return out
+
     def relabel_photos(self, uris: Iterable[str], sku: str) -> int:
         """Move the photos ``uris`` (and so their assets) to the product ``sku``, created when new; returns
         how many moved. Their assets keep their files where they are."""

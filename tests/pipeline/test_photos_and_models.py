@@ -25,11 +25,24 @@ def test_sku_from_parent_folder_pattern_or_sidecar() -> None:
 
 
 def test_sidecar_csv_and_json() -> None:
-    assert parse_sidecar(b"key,sku\nA/1.png,SKU-1\nA/2.png,SKU-2\n", "skus.csv") == {"A/1.png": "SKU-1", "A/2.png": "SKU-2"}
-    assert parse_sidecar(b'{"A/1.png": "SKU-1"}', "skus.json") == {"A/1.png": "SKU-1"}
-    assert parse_sidecar(b'[{"key": "A/1.png", "sku": "SKU-1"}]', "skus.json") == {"A/1.png": "SKU-1"}
-    with pytest.raises(StageError, match="'key' and 'sku'"):
+    assert parse_sidecar(b"key,sku\nA/1.png,SKU-1\nA/2.png,SKU-2\n", "skus.csv").skus == {"A/1.png": "SKU-1", "A/2.png": "SKU-2"}
+    assert parse_sidecar(b'{"A/1.png": "SKU-1"}', "skus.json").skus == {"A/1.png": "SKU-1"}
+    assert parse_sidecar(b'[{"key": "A/1.png", "sku": "SKU-1"}]', "skus.json").skus == {"A/1.png": "SKU-1"}
+    with pytest.raises(StageError, match="'key' column and 'sku' or size columns"):
         parse_sidecar(b"name,product\na,b\n", "skus.csv")
+
+
+def test_sidecar_sizes_in_metres_or_with_a_unit() -> None:
+    side = parse_sidecar(b"key,sku,width_m,height_m\nA/1.png,SKU-1,0.5,0.32\n", "s.csv")
+    assert side.skus == {"A/1.png": "SKU-1"} and side.sizes["A/1.png"].height_m == 0.32
+    side = parse_sidecar(b"key,width,height,depth,unit\nA/1.png,500,320,,mm\n", "s.csv")
+    size = side.sizes["A/1.png"]
+    assert (size.width_m, size.height_m, size.depth_m, size.source) == (0.5, 0.32, None, "sidecar") and not side.skus
+    assert parse_sidecar(b'[{"key": "A/1.png", "height": 32, "unit": "cm"}]', "s.json").sizes["A/1.png"].height_m == 0.32
+    with pytest.raises(StageError, match="needs a unit"):
+        parse_sidecar(b"key,height\nA/1.png,320\n", "s.csv")
+    with pytest.raises(StageError, match="must be a positive size"):
+        parse_sidecar(b"key,height_m\nA/1.png,-1\n", "s.csv")
 
 
 def test_discover_a_folder_with_a_sidecar(tmp_path: Path, photo_bytes: dict[str, bytes]) -> None:
