@@ -372,9 +372,11 @@ def build_asset(
         material = MaterialSpec(
             roughness=p.roughness, double_sided=sides.double_sided, orm_texture=p.orm_texture
         )
+        lap("material")
         fit = fit_scale(gltf_extents(official.vertices), o.size)
         asset, transform = orient_for_gltf(official, scale=fit.scale)
         placed[p.name] = (official, asset, transform)
+        lap("place")
         channel_extras = dict(extras)
         channel_extras["meshing"] = {
             "preset": p.name,

@@ -25,7 +25,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("mesh", type=Path, help="input mesh with vertex colours (e.g. a TripoSR .obj)")
     p.add_argument("--out", type=Path, required=True, help="output .glb path")
     p.add_argument(
-        "--preset", default="web", choices=["web", "shopify", "amazon"], help="target (default web)"
+        "--preset",
+        default="web",
+        help=(
+            "channel(s): web, shopify, amazon, google, apple, or several comma-separated (shopify,apple: "
+            "OUT.glb for the first, OUT.usdz for apple, OUT.<preset>.glb for other GLB channels); default web"
+        ),
     )
     p.add_argument("--faces", type=int, default=None, help="face budget (default: the preset's)")
     p.add_argument("--texture-size", type=int, default=None, help="texture side in px (textured presets)")
@@ -40,6 +45,10 @@ def register(sub: argparse._SubParsersAction) -> None:
             help=f"real {dim} of the product in metres ({axis}); the largest given one sets the scale",
         )
     p.add_argument("--draco", action="store_true", help="Draco-compress the geometry")
+    p.add_argument(
+        "--meshopt", action="store_true", help="EXT_meshopt_compression where a channel accepts it (web)"
+    )
+    p.add_argument("--webp", action="store_true", help="WebP textures where a textured channel accepts them")
     p.add_argument("--fill-holes", action="store_true", help="close small holes")
     p.add_argument(
         "--meta",
@@ -85,6 +94,8 @@ def run(args: argparse.Namespace) -> int:
             faces=args.faces,
             texture_size=args.texture_size,
             draco=True if args.draco else None,
+            meshopt=args.meshopt,
+            webp=args.webp,
             size=size,
             name=args.out.stem,
             fill_holes=args.fill_holes,
@@ -107,5 +118,8 @@ def run(args: argparse.Namespace) -> int:
             f"{v.warnings if v else '-'} warnings)",
             file=sys.stderr,
         )
+        for f in result.files:
+            if f.channel is not None and f.path != result.glb_path:
+                print(f"wrote {f.path} ({f.content_type}, channel {f.channel})", file=sys.stderr)
         print(json.dumps(result.metrics, indent=2))
     return 0

@@ -346,3 +346,16 @@ def test_unscaled_asset_is_noted(flor_assets: dict[str, AssetResult]) -> None:
     assert not any("unscaled" in r for r in verdict.reasons)
     strict = review(metrics, policy=load_policy({"hold_unscaled": True}))
     assert strict.status != "auto_approved" and any("hold_unscaled" in r for r in strict.reasons)
+
+
+def test_cli_writes_every_channels_file(
+    shared: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    mesh = str(shared / "meshes" / "triposr_flor.obj")
+    out = tmp_path / "flor.glb"
+    args = ("--out", str(out), "--faces", "2000", "--texture-size", "256")
+    assert _cli("mesh2glb", mesh, "--preset", "shopify,apple", *args) == 0
+    assert out.is_file() and (tmp_path / "flor.usdz").is_file()
+    assert "flor.usdz (model/vnd.usdz+zip, channel apple)" in capsys.readouterr().err
+    assert _cli("mesh2glb", mesh, "--preset", "etsy", *args) == 2
+    assert "unknown_preset" in capsys.readouterr().err
