@@ -5,8 +5,10 @@
     asset3d db current           the revision the database is at
     asset3d db check             exit 0 only when the database is at head and models match migrations
 
-The URL is ``--url``, else ``ASSET3D_CATALOGUE_URL``, else ``sqlite:///.asset3d/catalogue.db``.
-Exit codes: 0 ok, 1 database out of date or unreachable, 2 refused input (bad URL, unknown revision).
+The URL is ``--catalogue-url`` (``--url`` is a hidden alias), else ``ASSET3D_CATALOGUE_URL``, else
+``sqlite:///.asset3d/catalogue.db``; each command says on stderr which catalogue it used (password masked).
+Only ``upgrade`` creates a SQLite file; ``current``, ``check`` and ``downgrade`` refuse one that does not exist.
+Exit codes: 0 ok, 1 database out of date, missing or unreachable, 2 refused input (bad URL, unknown revision).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import argparse
 import sys
 from collections.abc import Callable
 
-from asset3d.cli._catalogue import resolved_url, url_options
+from asset3d.cli._catalogue import announce, require_database, resolved_url, url_options
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -30,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     up = verbs.add_parser("upgrade", parents=[common], help="upgrade the schema (default: to head)")
     up.add_argument("revision", nargs="?", default="head", help="target revision (default: head)")
-    up.set_defaults(func=_action("upgrade", _upgrade))
+    up.set_defaults(func=_action("upgrade", _upgrade, creates=True))
 
     down = verbs.add_parser("downgrade", parents=[common], help="downgrade the schema to REV (`base`: empty)")
     down.add_argument("revision", help="target revision, e.g. base or -1")
@@ -45,8 +47,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     chk.set_defaults(func=_action("check", _check))
 
 
-def _action(name: str, body: Callable[[argparse.Namespace, str], str]) -> Callable[[argparse.Namespace], int]:
-    """Run ``body(args, url)``, print the line it returns, and map failures to messages and exit codes."""
+def _action(
+    name: str, body: Callable[[argparse.Namespace, str], str], *, creates: bool = False
+) -> Callable[[argparse.Namespace], int]:
+    """Run ``body(args, url)``, print the line it returns, and map failures to messages and exit codes.
+
+    Unless ``creates``, a SQLite file that does not exist is refused (exit 1) instead of created empty.
+    """
 
     def run(args: argparse.Namespace) -> int:
         from alembic.util import CommandError
@@ -58,14 +65,17 @@ def _action(name: str, body: Callable[[argparse.Namespace, str], str]) -> Callab
         url = resolved_url(args)
         shown = redact_url(url)
         try:
+            announce(url)
+            if not creates:
+                require_database(url)
             print(body(args, url))
             return 0
         except migrations.MigrationsOutOfDate as err:
             print(f"catalogue {shown}: {err}", file=sys.stderr)
             return 1
-        except CatalogueError as err:  # malformed URL
+        except CatalogueError as err:  # malformed URL, or no database file
             print(f"error: {err}", file=sys.stderr)
-            return 2
+            return 1 if err.reason == "no_database" else 2
         except DBAPIError as err:
             first = (str(err.orig).strip() or type(err.orig).__name__).splitlines()[0]
             print(f"error: {name}: catalogue {shown} unavailable: {redact_secrets(first)}", file=sys.stderr)
