@@ -620,33 +620,49 @@ class LimitsCheck:
         return asdict(self)
 
 
+def file_limit_failures(
+    preset: Preset, *, triangles: int, n_bytes: int, textures: list[tuple[int, int]], min_y: float
+) -> tuple[list[str], list[str]]:
+    """The limits every written file of a preset shares (GLB or USDZ): failures, then warnings.
+
+    Triangles, file size (and the recommended size, a warning), texture sides (largest, square
+    power of two) and the floor.
+    """
+    fail: list[str] = []
+    warn: list[str] = []
+    if triangles > preset.max_triangles:
+        fail.append(f"triangles {triangles} > {preset.max_triangles}")
+    if n_bytes > preset.max_bytes:
+        fail.append(f"file size {n_bytes} B > {preset.max_bytes} B")
+    if preset.target_bytes and n_bytes > preset.target_bytes:
+        warn.append(f"file size {n_bytes} B > the {preset.target_bytes} B {preset.name} recommends")
+    for w, h in textures:
+        if preset.max_texture_size and max(w, h) > preset.max_texture_size:
+            fail.append(f"texture {w}x{h} larger than {preset.max_texture_size}")
+        if preset.texture_square_pow2 and (w != h or w & (w - 1)):
+            fail.append(f"texture {w}x{h} is not square power-of-two")
+    if preset.floor_at_zero and abs(min_y) > preset.floor_tolerance_m:
+        fail.append(f"min y {min_y:.6f} m is not on the floor (|y| <= {preset.floor_tolerance_m})")
+    return fail, warn
+
+
 def check_limits(info: GlbInfo, preset: Preset) -> LimitsCheck:
     """Hold a written file (`inspect_glb`) against every limit the preset states."""
-    fail: list[str] = []
-    if info.triangles > preset.max_triangles:
-        fail.append(f"triangles {info.triangles} > {preset.max_triangles}")
-    if info.bytes > preset.max_bytes:
-        fail.append(f"file size {info.bytes} B > {preset.max_bytes} B")
-    warn: list[str] = []
-    if preset.target_bytes and info.bytes > preset.target_bytes:
-        warn.append(f"file size {info.bytes} B > the {preset.target_bytes} B {preset.name} recommends")
+    fail, warn = file_limit_failures(
+        preset,
+        triangles=info.triangles,
+        n_bytes=info.bytes,
+        textures=[(t.width, t.height) for t in info.textures],
+        min_y=info.bounds_min[1],
+    )
     if preset.appearance == "vertex_colors" and not info.has_vertex_colors:
         fail.append("no COLOR_0 vertex colours")
-    if preset.appearance == "texture":
-        if not info.textures or not info.has_texcoords:
-            fail.append("no base-colour texture with TEXCOORD_0")
-        for t in info.textures:
-            if preset.max_texture_size and max(t.width, t.height) > preset.max_texture_size:
-                fail.append(f"texture {t.width}x{t.height} larger than {preset.max_texture_size}")
-            if preset.texture_square_pow2 and (t.width != t.height or t.width & (t.width - 1)):
-                fail.append(f"texture {t.width}x{t.height} is not square power-of-two")
-            accepted = (
-                "image/png",
-                "image/jpeg",
-                *(("image/webp",) if WEBP in preset.allowed_extensions else ()),
-            )
-            if t.mime_type not in accepted:
-                fail.append(f"texture type {t.mime_type} not accepted")
+    if preset.appearance == "texture" and (not info.textures or not info.has_texcoords):
+        fail.append("no base-colour texture with TEXCOORD_0")
+    accepted = ("image/png", "image/jpeg", *(("image/webp",) if WEBP in preset.allowed_extensions else ()))
+    for t in info.textures:
+        if t.mime_type not in accepted:
+            fail.append(f"texture type {t.mime_type} not accepted")
     if any(m is None for m in info.materials):
         fail.append("a primitive without a material (viewers would draw it metallic)")
     if preset.orm_texture and not all(m is not None and m.metallic_roughness_texture for m in info.materials):
@@ -654,10 +670,6 @@ def check_limits(info: GlbInfo, preset: Preset) -> LimitsCheck:
     for ext in sorted(set(info.extensions_used) | set(info.extensions_required)):
         if ext not in preset.allowed_extensions:
             fail.append(f"extension {ext} not accepted by {preset.name}")
-    if preset.floor_at_zero and abs(info.bounds_min[1]) > preset.floor_tolerance_m:
-        fail.append(
-            f"min y {info.bounds_min[1]:.6f} m is not on the floor (|y| <= {preset.floor_tolerance_m})"
-        )
     measured = {
         "triangles": info.triangles,
         "bytes": info.bytes,

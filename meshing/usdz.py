@@ -24,7 +24,7 @@ import trimesh
 from PIL import Image
 
 from meshing.errors import MeshingError
-from meshing.glb import LimitsCheck, safe_vertex_normals
+from meshing.glb import LimitsCheck, file_limit_failures, safe_vertex_normals
 from meshing.materials import MaterialSpec
 from meshing.presets import Preset
 
@@ -262,26 +262,15 @@ def check_arkit_compliance(path: str | Path) -> ComplianceReport:
 
 def check_usdz_limits(info: UsdzInfo, preset: Preset) -> LimitsCheck:
     """Hold a written USDZ (`inspect_usdz`) against the preset: triangles, size, textures, metres, y-up, floor."""
-    fail: list[str] = []
-    if info.triangles > preset.max_triangles:
-        fail.append(f"triangles {info.triangles} > {preset.max_triangles}")
-    if info.bytes > preset.max_bytes:
-        fail.append(f"file size {info.bytes} B > {preset.max_bytes} B")
+    fail, warn = file_limit_failures(
+        preset, triangles=info.triangles, n_bytes=info.bytes, textures=info.textures, min_y=info.bounds_min[1]
+    )
     if not info.textures:
         fail.append("no texture in the package")
-    for w, h in info.textures:
-        if preset.max_texture_size and max(w, h) > preset.max_texture_size:
-            fail.append(f"texture {w}x{h} larger than {preset.max_texture_size}")
-        if preset.texture_square_pow2 and (w != h or w & (w - 1)):
-            fail.append(f"texture {w}x{h} is not square power-of-two")
     if info.meters_per_unit != 1.0:
         fail.append(f"metersPerUnit {info.meters_per_unit}, expected 1 (metres)")
     if info.up_axis != "Y":
         fail.append(f"upAxis {info.up_axis}, expected Y")
-    if preset.floor_at_zero and abs(info.bounds_min[1]) > preset.floor_tolerance_m:
-        fail.append(
-            f"min y {info.bounds_min[1]:.6f} m is not on the floor (|y| <= {preset.floor_tolerance_m})"
-        )
     measured = {
         "triangles": info.triangles,
         "bytes": info.bytes,
@@ -290,7 +279,7 @@ def check_usdz_limits(info: UsdzInfo, preset: Preset) -> LimitsCheck:
         "up_axis": info.up_axis,
         "min_y_m": info.bounds_min[1],
     }
-    return LimitsCheck(preset=preset.name, ok=not fail, failures=fail, measured=measured)
+    return LimitsCheck(preset=preset.name, ok=not fail, failures=fail, measured=measured, warnings=warn)
 
 
 def extent_difference(

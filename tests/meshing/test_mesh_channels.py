@@ -276,3 +276,30 @@ def test_textured_webp_file_validates(tmp_path: Path) -> None:
     assert report.errors == 0 and report.warnings == 0, report.messages
     gltf = pygltflib.GLTF2.load_binary(str(path))
     assert gltf.textures[0].source is None and gltf.textures[0].extensions["EXT_texture_webp"]["source"] == 0
+
+
+def test_usdz_limits_fail_clearly() -> None:
+    from meshing.usdz import UsdzInfo, check_usdz_limits
+
+    good = UsdzInfo(
+        bytes=5 * MB,
+        triangles=50_000,
+        vertices=30_000,
+        bounds_min=[-0.1, 0.0, -0.1],
+        bounds_max=[0.1, 0.32, 0.1],
+        meters_per_unit=1.0,
+        up_axis="Y",
+        textures=[(2048, 2048)],
+    )
+    assert check_usdz_limits(good, PRESETS["apple"]).ok
+    bad = dataclasses.replace(
+        good,
+        triangles=120_000,
+        meters_per_unit=0.01,
+        up_axis="Z",
+        textures=[(4096, 2048)],
+        bounds_min=[0, 0.2, 0],
+    )
+    failures = check_usdz_limits(bad, PRESETS["apple"]).failures
+    for needle in ("triangles", "metersPerUnit", "upAxis", "larger than 2048", "power-of-two", "floor"):
+        assert any(needle in f for f in failures), (needle, failures)
