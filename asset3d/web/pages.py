@@ -28,7 +28,7 @@ from asset3d.web.security import (
     make_session,
 )
 from asset3d.web.state import get_state, identify, reader, render, set_cookie
-from asset3d.web.views import BadQuery, apply_review, load_asset, overview, parse_queue, queue_page
+from asset3d.web.views import DECISIONS, BadQuery, apply_review, load_asset, overview, parse_queue, queue_page
 from storage.catalogue import AssetStatus
 
 router = APIRouter(include_in_schema=False)
@@ -81,7 +81,8 @@ def asset_page(request: Request, asset_id: int, me: Reader, done: str = "") -> R
     view = load_asset(st.catalogue(), st.buckets, asset_id)
     return render(
         request, "asset.html",
-        {"v": view, "a": view.detail.asset, "done": done, "viewer_available": st.viewer_available, **_helpers()},
+        {"v": view, "a": view.detail.asset, "done": done if done in DECISIONS else "", "viewer_available": st.viewer_available,
+         **_helpers()},
     )  # fmt: skip
 
 
