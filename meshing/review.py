@@ -139,8 +139,9 @@ def review(
     Parameters
     ----------
     metrics
-        The metrics dict of `build_asset` (keys `validation`, `limits`, `asset`, `input_view`,
-        `color_error`, `seams`); missing parts are treated as unknown.
+        The metrics dict of `build_asset` (keys `validation`, `limits`, `asset` (topology welded
+        by position), `input_view`, `color_error`, `seams`, `scale`); missing parts are treated as
+        unknown.
     intake_flags
         Flags raised by the intake stage for the source photo.
     policy
@@ -150,7 +151,8 @@ def review(
     -------
     GateVerdict
         `rejected` if any reject rule fires, else `needs_review` if any review rule fires, else
-        `auto_approved`; `reasons` lists every rule that fired.
+        `auto_approved`; `reasons` lists every rule that fired, `notes` what a reviewer should see
+        without it holding the asset (an `unscaled` asset, unless `hold_unscaled`).
     """
     p = policy or load_policy()
     reject: list[str] = []
@@ -210,7 +212,10 @@ def review(
         )
     if _get(metrics, "scale", "unscaled") is True:
         note = "unscaled: no product dimensions, the model's own size is written as metres"
-        (hold if p.hold_unscaled else notes).append(note + (" (hold_unscaled)" if p.hold_unscaled else ""))
+        if p.hold_unscaled:
+            hold.append(f"{note} (hold_unscaled)")
+        else:
+            notes.append(note)
     if reject:
         return GateVerdict(GateDecision.rejected, reject + hold, notes)
     if hold:
