@@ -280,16 +280,19 @@ def build_asset(
     input_image: np.ndarray | None = None,
     input_camera: Camera | None = None,
 ) -> AssetResult:
-    """Clean, decimate, colour, orient, bake, write, validate, check, preview and measure.
+    """Clean, decimate, colour, bake, size and place, write every channel's file, validate, check,
+    preview and measure.
 
     Parameters
     ----------
     mesh
         Raw reconstruction in the official z-up frame with vertex colours (or a `field_color`).
     options
-        What to build: preset, budgets, compression, previews, clean-up (`AssetOptions`).
+        What to build: channel(s), budgets, compression, product size, previews, clean-up
+        (`AssetOptions`).
     out_dir
-        Folder for `<options.name>.glb` and the previews.
+        Folder for every channel's file (`<name>.glb` for the primary, `<name>.<preset>.glb` for
+        further GLB channels, `<name>.usdz` for apple) and the previews.
     field_color
         `(n, 3) float32 official-frame points -> (n, 3) colours in [0, 1]` (e.g. the model's
         colour query); used for vertex colours and texels when given.
@@ -301,12 +304,14 @@ def build_asset(
     Returns
     -------
     AssetResult
+        `files` lists every written file (name, path, content type, channel).
 
     Raises
     ------
     MeshingError
-        `preset_unmet` when a request exceeds the preset or the written file breaks a limit;
-        `validator_errors` when the file has validator errors; others for bad input.
+        `preset_unmet` when a request exceeds a preset or a written file breaks a limit;
+        `validator_errors` when a GLB has glTF-Validator errors or the USDZ ARKit-checker errors;
+        others for bad input.
     """
     if not isinstance(options, AssetOptions):
         raise MeshingError("bad_input", f"options: expected AssetOptions, got {type(options).__name__}")
