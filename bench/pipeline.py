@@ -96,11 +96,10 @@ def main(argv: list[str] | None = None) -> int:
         "batch_size": args.batch_size,
         "auto_migrate": True,
     }
+    os.environ.update({f"ASSET3D_{k.upper()}": str(v) for k, v in options.items()})  # the worker's settings
     with prefect_test_harness(server_startup_timeout=180):
         t0 = time.perf_counter()
-        report = convert_batch(
-            str(work / "photos"), dest=str(work / "assets"), catalogue_url=f"sqlite:///{work / 'catalogue.db'}", options=options
-        )
+        report = convert_batch(str(work / "photos"), dest=str(work / "assets"), catalogue_url=f"sqlite:///{work / 'catalogue.db'}")
         wall = time.perf_counter() - t0
         time.sleep(2.0)  # let the server record the last events before the harness stops it
     work_s = float(report["work_s"])

@@ -41,6 +41,8 @@ from tasks.stages import TASKS, Timed
 Source = str | Sequence[str | Mapping[str, str]]
 #: The progress artifact moves at most this often (each update is a round trip to the server).
 PROGRESS_EVERY_S = 1.0
+#: A fanned-out batch asks about its sub-batches this often (one query for all of them).
+FAN_OUT_POLL_S = 2.0
 
 
 def _result(state: State[Any]) -> StepResult:
@@ -110,43 +112,84 @@ def _item(ref: PhotoRef) -> dict[str, Any]:
 
 
 def fan_out(settings: Settings) -> Callable[[list[PhotoRef], RunContext], None]:
-    """Run photos as sub-batches of the ``convert-batch`` deployment and wait until every one ended."""
+    """Run photos as sub-batches of the ``convert-batch`` deployment and wait until every one ended.
+
+    Each sub-batch gets only what it is (its photos with their SKU and size, the destination, the preset):
+    its worker brings its own machine settings and the server its conversion parameters, so a sub-batch
+    makes what an event-started run would. Prefect creates flow runs one call at a time (an idempotency key
+    per sub-batch makes a retried parent reuse them); the wait is one filtered query per poll.
+    """
 
     def run(todo: list[PhotoRef], ctx: RunContext) -> None:
         from prefect import get_client
+        from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
         from prefect.deployments import run_deployment
+
+        from storage.catalogue.settings import parse_url
 
         log = get_run_logger()
         size = settings.fan_out
-        options = settings.model_dump(mode="json", exclude={"fan_out", "source", "dest", "catalogue_url", "model"})
+        url = settings.catalogue_url
+        shared = {"dest": settings.dest, "preset": settings.preset, "fan_out": 0}
+        if url and not parse_url(url).password:
+            shared["catalogue_url"] = url  # never a password: parameters are stored
         children: list[UUID] = []
         for i in range(0, len(todo), size):
-            chunk = todo[i : i + size]
-            parameters = {
-                "source": [_item(r) for r in chunk],
-                "dest": settings.dest,
-                "catalogue_url": ctx.catalogue_url,
-                "model": ctx.model_source,
-                "options": {**options, "fan_out": 0},
-            }
             run = run_deployment(
-                settings.deployment, parameters=parameters, timeout=0, as_subflow=True,
-                idempotency_key=f"{ctx.flow_run_id}-{i // size}" if ctx.flow_run_id else None,
+                settings.deployment, parameters={"source": [_item(r) for r in todo[i : i + size]], **shared}, timeout=0,
+                as_subflow=True, idempotency_key=f"{ctx.flow_run_id}-{i // size}" if ctx.flow_run_id else None,
             )  # fmt: skip
             children.append(run.id)
         log.info("fanned %d photos out into %d sub-batches of %s", len(todo), len(children), settings.deployment)
         pending = set(children)
         with get_client(sync_client=True) as client:
             while pending:
-                for run_id in sorted(pending):
-                    state = client.read_flow_run(run_id).state
-                    if state is not None and state.is_final():
-                        pending.discard(run_id)
-                        log.info("sub-batch %s finished: %s", run_id, state.name)
+                for run in client.read_flow_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=sorted(pending)))):
+                    if run.state is not None and run.state.is_final():
+                        pending.discard(run.id)
+                        log.info("sub-batch %s finished: %s", run.id, run.state.name)
                 if pending:
-                    time.sleep(1.0)
+                    time.sleep(FAN_OUT_POLL_S)
 
     return run
+
+
+def flow_settings(**batch: Any) -> Settings:
+    """The settings of a flow run: what the batch is (its parameters), this worker's own settings (its
+    environment and config file: device, dtype, batch size, model source, catalogue, credentials), and the
+    server's conversion parameters (the Prefect Variable ``conversion_variable``, when it exists), which win
+    so that every run makes the same asset version whoever starts it.
+
+    Raises
+    ------
+    SettingsError
+        A catalogue URL with a password as a parameter (parameters are stored in Prefect's database: put the
+        URL in the worker's environment, ASSET3D_CATALOGUE_URL, or a Secret block, ASSET3D_CATALOGUE_SECRET),
+        or a bad setting.
+    """
+    from prefect.variables import Variable
+
+    from asset3d.pipeline.settings import SettingsError, load_settings
+    from storage.catalogue.settings import parse_url
+
+    url = batch.get("catalogue_url")
+    if url and parse_url(url).password:
+        raise SettingsError(
+            "catalogue_url parameter carries a password: flow parameters are stored in Prefect's database; "
+            "give workers ASSET3D_CATALOGUE_URL or a Prefect Secret block named by ASSET3D_CATALOGUE_SECRET"
+        )
+    settings = load_settings(**{k: v for k, v in batch.items() if v is not None})
+    conversion = Variable.get(settings.conversion_variable, default=None)
+    if conversion is not None:
+        if not isinstance(conversion, Mapping):
+            raise SettingsError(f"Prefect Variable {settings.conversion_variable!r}: expected a JSON object of conversion parameters")
+        explicit = {k: v for k, v in batch.items() if v is not None and k in conversion}  # a run's own preset still wins
+        settings = settings.with_conversion(conversion).overlay(**explicit)
+    if settings.catalogue_secret and not url:
+        from prefect.blocks.system import Secret
+
+        settings = settings.overlay(catalogue_url=str(Secret.load(settings.catalogue_secret).get()))
+    return settings
 
 
 def convert_photos(source: Source, settings: Settings, *, kind: str) -> dict[str, Any]:

@@ -7,41 +7,41 @@ from typing import Any
 
 from prefect import flow
 
-from asset3d.pipeline.settings import load_settings
-from flows.batch import convert_photos
+from flows.batch import convert_photos, flow_settings
 
 
 @flow(name="convert-batch", log_prints=True)
 def convert_batch(
-    source: str | list[str | dict[str, str]],
+    source: str | list[str | dict[str, Any]],
     dest: str | None = None,
     preset: str | None = None,
-    model: str | None = None,
-    catalogue_url: str | None = None,
+    fan_out: int | None = None,
     sku_pattern: str | None = None,
     sidecar: str | None = None,
-    batch_size: int | None = None,
-    fan_out: int | None = None,
-    options: dict[str, Any] | None = None,
+    catalogue_url: str | None = None,
 ) -> dict[str, Any]:
     """Convert the photos of ``source`` into published assets; returns the batch report.
+
+    The parameters say what the batch is; everything else is the worker's (`flows.batch.flow_settings`):
+    device, dtype, batch size and model from its environment, the catalogue from ``ASSET3D_CATALOGUE_URL`` or
+    a Secret block, the conversion parameters from the server's ``asset3d-conversion`` Variable.
 
     Parameters
     ----------
     source
         ``s3://bucket/prefix``, ``file:///abs/folder`` or a folder (every photo below it), or a list of
-        photo URIs (items may be ``{"uri": ..., "sku": ...}``).
+        photo URIs (items may be ``{"uri": ..., "sku": ..., "size": {...}}``).
     dest
-        Where assets are published (default: the ``dest`` setting).
-    preset, model, catalogue_url, sku_pattern, sidecar, batch_size, fan_out
-        Override the settings of the same name (`asset3d.pipeline.settings.Settings`).
-    options
-        Any other settings, by field name (e.g. ``{"mc_resolution": 128, "review": {...}}``).
+        Where assets are published (default: the worker's ``dest`` setting).
+    preset
+        The storefront channel(s), e.g. ``shopify`` or ``shopify,apple`` (default: the server's or worker's).
+    fan_out, sku_pattern, sidecar
+        Sub-batch size on the deployment; how photos are named to SKUs.
+    catalogue_url
+        A catalogue URL without a password (one with a password is refused: parameters are stored).
     """
-    explicit = {
-        "dest": dest, "preset": preset, "model": model, "catalogue_url": catalogue_url, "sku_pattern": sku_pattern,
-        "sidecar": sidecar, "batch_size": batch_size, "fan_out": fan_out,
-    }  # fmt: skip
-    settings = load_settings(**{**dict(options or {}), **{k: v for k, v in explicit.items() if v is not None}})
-    batch: str | Sequence[str | Mapping[str, str]] = source
+    settings = flow_settings(
+        dest=dest, preset=preset, fan_out=fan_out, sku_pattern=sku_pattern, sidecar=sidecar, catalogue_url=catalogue_url
+    )
+    batch: str | Sequence[str | Mapping[str, Any]] = source
     return convert_photos(batch, settings, kind="convert-batch")

@@ -6,8 +6,7 @@ from typing import Any
 
 from prefect import flow
 
-from asset3d.pipeline.settings import load_settings
-from flows.batch import convert_photos
+from flows.batch import convert_photos, flow_settings
 
 
 @flow(name="nightly-catalogue", log_prints=True)
@@ -15,10 +14,8 @@ def nightly_catalogue(
     source: str | None = None,
     dest: str | None = None,
     preset: str | None = None,
-    model: str | None = None,
-    catalogue_url: str | None = None,
     fan_out: int | None = None,
-    options: dict[str, Any] | None = None,
+    catalogue_url: str | None = None,
 ) -> dict[str, Any]:
     """Scan all of ``source`` and convert what the catalogue lacks for the current model and parameters.
 
@@ -29,11 +26,11 @@ def nightly_catalogue(
 
     Parameters
     ----------
-    source, dest, preset, model, catalogue_url, fan_out
-        Override the settings of the same name (default: the worker's settings, ``ASSET3D_SOURCE`` ...).
-    options
-        Any other settings, by field name.
+    source, dest, preset, fan_out
+        What the batch is (default: the worker's settings, ``ASSET3D_SOURCE`` ...); the rest is the worker's
+        and the server's (`flows.batch.flow_settings`).
+    catalogue_url
+        A catalogue URL without a password (one with a password is refused: parameters are stored).
     """
-    explicit = {"source": source, "dest": dest, "preset": preset, "model": model, "catalogue_url": catalogue_url, "fan_out": fan_out}
-    settings = load_settings(**{**dict(options or {}), **{k: v for k, v in explicit.items() if v is not None}})
+    settings = flow_settings(source=source, dest=dest, preset=preset, fan_out=fan_out, catalogue_url=catalogue_url)
     return convert_photos(settings.source, settings, kind="nightly-catalogue")

@@ -9,8 +9,11 @@ some failed (one line each), 1 on a refused command line or a fatal error.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +45,22 @@ def settings_from(args: argparse.Namespace, **extra: Any) -> Any:
         )  # fmt: skip
     except SettingsError as err:
         raise Refused(str(err)) from None
+
+
+@contextlib.contextmanager
+def worker_environment(settings: Any) -> Iterator[None]:
+    """Run a flow in this process as a worker with ``settings`` would: they travel as this process's
+    ``ASSET3D_*`` environment (restored afterwards), never as flow parameters, which Prefect stores."""
+    saved = {k: v for k, v in os.environ.items() if k.startswith("ASSET3D_")}
+    for k in saved:
+        del os.environ[k]
+    os.environ.update(settings.as_environment())
+    try:
+        yield
+    finally:
+        for k in [k for k in os.environ if k.startswith("ASSET3D_")]:
+            del os.environ[k]
+        os.environ.update(saved)
 
 
 def say_catalogue(settings: Any) -> None:

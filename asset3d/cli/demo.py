@@ -62,10 +62,12 @@ def run(args: argparse.Namespace) -> int:
     banner = f"model: {choice.label}"
     print("=" * len(banner), banner, "=" * len(banner), sep="\n")
     print(f"source {args.photos}  ->  {settings.dest}   catalogue {url}   grid {settings.mc_resolution}^3\n")
+    from asset3d.cli.convert import worker_environment
     from flows.convert import convert_batch
 
     try:
-        report = convert_batch(str(args.photos.resolve()), options=settings.model_dump(mode="json"))
+        with worker_environment(settings):
+            report = convert_batch(str(args.photos.resolve()))
     except Exception as err:  # the flow failed as a whole
         print(f"asset3d demo: fatal: {describe(err)[1]}", file=sys.stderr)
         return 1

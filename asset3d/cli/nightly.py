@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 
 from asset3d.cli import preflight
-from asset3d.cli.convert import add_settings_options, print_report, say_catalogue, settings_from
+from asset3d.cli.convert import (
+    add_settings_options,
+    print_report,
+    say_catalogue,
+    settings_from,
+    worker_environment,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -34,7 +40,8 @@ def run(args: argparse.Namespace) -> int:
     say_catalogue(settings)
     from flows.nightly import nightly_catalogue
 
-    report = nightly_catalogue(options=settings.model_dump(mode="json"))
+    with worker_environment(settings):
+        report = nightly_catalogue()
     summary = BatchSummary.from_dict(report)
     print_report(summary, as_json=args.json)
     return summary.exit_code()

@@ -8,7 +8,13 @@ import sys
 from typing import Any
 
 from asset3d.cli import preflight
-from asset3d.cli.convert import add_settings_options, print_report, say_catalogue, settings_from
+from asset3d.cli.convert import (
+    add_settings_options,
+    print_report,
+    say_catalogue,
+    settings_from,
+    worker_environment,
+)
 from asset3d.pipeline.vocabulary import PhotoStatus
 
 FAILED = tuple(s.value for s in PhotoStatus if s.is_failure)
@@ -39,21 +45,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _explicit(args: argparse.Namespace) -> dict[str, Any]:
-    """The settings given here: the ``--config`` file's, then the flags (a deployment's worker supplies the rest)."""
-    out: dict[str, Any] = {}
-    if args.config is not None:
-        if args.config.suffix.lower() == ".toml":
-            import tomllib
-
-            out.update(tomllib.loads(args.config.read_text()))
-        else:
-            import yaml
-
-            out.update(yaml.safe_load(args.config.read_text()) or {})
-    names = ("dest", "preset", "model", "catalogue_url", "batch_size", "device", "sku_pattern", "sidecar", "fan_out")
-    out.update({n: getattr(args, n) for n in names if getattr(args, n) is not None})
-    return out
+#: What a run of a deployment may be given: what the batch is. Machine settings are the workers', conversion
+#: parameters the server's (the asset3d-conversion Variable), secrets never travel as parameters.
+BATCH_PARAMETERS = ("dest", "preset", "fan_out", "sku_pattern", "sidecar", "catalogue_url")
+LOCAL_ONLY = ("model", "batch_size", "device", "config")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -68,7 +63,8 @@ def run(args: argparse.Namespace) -> int:
     say_catalogue(settings)
     from flows.convert import convert_batch
 
-    report = convert_batch(args.source, options=settings.model_dump(mode="json"))
+    with worker_environment(settings):
+        report = convert_batch(args.source)
     summary = BatchSummary.from_dict(report)
     print_report(summary, as_json=args.json)
     return summary.exit_code()
@@ -76,11 +72,19 @@ def run(args: argparse.Namespace) -> int:
 
 def _submit(args: argparse.Namespace) -> int:
     from flows.submit import submit_batch
+    from storage.catalogue.settings import parse_url
 
-    explicit = _explicit(args)  # already validated by settings_from
-    parameters: dict[str, Any] = {"source": args.source, "options": {k: v for k, v in explicit.items() if k != "dest"}}
-    if "dest" in explicit:
-        parameters["dest"] = explicit["dest"]
+    if args.catalogue_url and parse_url(args.catalogue_url).password:
+        raise preflight.Refused(
+            "--catalogue-url carries a password: a deployment run's parameters are stored in Prefect's database; "
+            "give the workers ASSET3D_CATALOGUE_URL or a Prefect Secret block (ASSET3D_CATALOGUE_SECRET)"
+        )
+    ignored = [f"--{n.replace('_', '-')}" for n in LOCAL_ONLY if getattr(args, n, None) is not None]
+    if ignored:
+        print(f"asset3d run-batch: {', '.join(ignored)} apply to local runs; the deployment's workers use their own settings",
+              file=sys.stderr)  # fmt: skip
+    parameters: dict[str, Any] = {"source": args.source}
+    parameters.update({n: getattr(args, n) for n in BATCH_PARAMETERS if getattr(args, n, None) is not None})
     try:
         out = submit_batch(args.deployment, parameters, wait=not args.no_wait)
     except Exception as err:  # no server, no such deployment

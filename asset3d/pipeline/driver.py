@@ -248,9 +248,8 @@ class Driver:
         since = datetime.now(UTC)
         found = self.runner.call(Step.discover, source, self.options.discover)
         discovery: Discovery = found.unwrap()
-        started = self.runner.call(
-            Step.start_run, self.options, self.settings.resolved_catalogue_url(), self.settings.auto_migrate, self.flow_run_id
-        )
+        catalogue = records.catalogue_ref(self.settings.resolved_catalogue_url())  # no secret leaves this process
+        started = self.runner.call(Step.start_run, self.options, catalogue, self.settings.auto_migrate, self.flow_run_id)
         ctx: RunContext = started.unwrap()
         status = RunStatus.failed
         try:

@@ -120,6 +120,8 @@ class StageOptions:
     max_in_flight: int
     #: the real-world size given for every photo of the run (flags), before the sidecar's and the catalogue's
     product_size: ProductSize | None = None
+    #: the weights every photo of the run must be converted with (a server's conversion parameters)
+    weights_sha256: str | None = None
 
     @classmethod
     def from_settings(cls, s: Settings) -> StageOptions:
@@ -136,6 +138,7 @@ class StageOptions:
             product_size=(
                 ProductSize(s.width_m, s.height_m, s.depth_m, source="flag") if (s.width_m or s.height_m or s.depth_m) else None
             ),
+            weights_sha256=s.weights_sha256,
         )
 
     def conversion_params(self) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from typing import Any
 
 from asset3d import __version__
 from asset3d.pipeline.assets import BuiltAsset, flat_metrics
-from asset3d.pipeline.errors import describe, is_transient
+from asset3d.pipeline.errors import StageError, describe, is_transient
 from asset3d.pipeline.models import model_identity
 from asset3d.pipeline.options import StageOptions
 from asset3d.pipeline.photos import PhotoFacts, PhotoRef, Refusal
@@ -75,15 +75,30 @@ class Plan:
 
 _catalogues: dict[str, Catalogue] = {}
 _catalogues_lock = threading.Lock()
+#: This process's catalogues by reference (the URL with its password masked) -> the URL itself.
+_references: dict[str, str] = {}
+
+
+def catalogue_ref(url: str) -> str:
+    """A reference to the catalogue at ``url`` that holds no secret (its password masked), usable by this
+    process's `open_catalogue`. Run contexts and task inputs carry the reference, never the URL."""
+    from storage.catalogue import redact_url
+
+    ref = redact_url(url)
+    with _catalogues_lock:
+        _references[ref] = url
+    return ref
 
 
 def open_catalogue(url: str, *, auto_migrate: bool = True) -> Catalogue:
-    """The process's `Catalogue` for ``url`` (one engine per URL); a SQLite file is migrated on first use.
+    """The process's `Catalogue` for ``url`` (or a `catalogue_ref` of it; one engine per URL); a SQLite file
+    is migrated on first use.
 
     PostgreSQL is never migrated here: run ``asset3d db upgrade`` (a missing schema raises
     `CatalogueUnavailable` with reason ``not_migrated``).
     """
     with _catalogues_lock:
+        url = _references.get(url, url)
         cat = _catalogues.get(url)
         if cat is None:
             if auto_migrate and url.startswith("sqlite"):
@@ -98,15 +113,29 @@ def open_catalogue(url: str, *, auto_migrate: bool = True) -> Catalogue:
 def close_catalogue(url: str) -> None:
     """Forget the process's `Catalogue` for ``url`` and release its connections."""
     with _catalogues_lock:
-        cat = _catalogues.pop(url, None)
+        cat = _catalogues.pop(_references.get(url, url), None)
     if cat is not None:
         cat.close()
 
 
 def start_run(options: StageOptions, catalogue_url: str, auto_migrate: bool, flow_run_id: str | None) -> RunContext:
     """Identify the model (weights SHA-256, without loading it) and open the run's catalogue row (the same
-    row again when a flow run is retried)."""
+    row again when a flow run is retried).
+
+    ``catalogue_url`` is a `catalogue_ref` (or a URL without a secret).
+
+    Raises
+    ------
+    StageError
+        ``start/weights_mismatch``: the run must use other weights than this worker's model has.
+    """
     choice, model_id, weights_sha256 = model_identity(options.machine.model)
+    if options.weights_sha256 and options.weights_sha256 != weights_sha256:
+        raise StageError(
+            "start", "weights_mismatch",
+            f"this worker's model {model_id} has weights {weights_sha256[:12]}, the run must use {options.weights_sha256[:12]} "
+            "(the server's conversion parameters); give the worker those weights (ASSET3D_MODEL)",
+        )  # fmt: skip
     cat = open_catalogue(catalogue_url, auto_migrate=auto_migrate)
     parameters = options.conversion_params()
     run = cat.start_run(

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Mapping
 from contextvars import ContextVar
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -41,6 +42,16 @@ if TYPE_CHECKING:
 ENV_PREFIX = "ASSET3D_"
 ENV_CONFIG = "ASSET3D_CONFIG"
 
+#: What a server fixes for every run (a Prefect Variable, `Settings.with_conversion`): the parameters that
+#: decide an asset's bytes, the review thresholds, and the weights (hub id and sha256).
+CONVERSION_KEYS = frozenset(
+    {
+        "preset", "faces", "texture_size", "mc_resolution", "mc_threshold", "intake_method", "foreground_ratio",
+        "preview_views", "preview_size", "review", "review_policy", "model", "weights_sha256",
+    }
+)  # fmt: skip
+
+
 class SettingsError(ValueError):
     """A setting with a bad value or an unreadable config file; the message names the setting."""
 
@@ -57,9 +68,15 @@ class Settings(BaseSettings):
     source: str = Field("buckets/photos", description="photos: s3://bucket/prefix, file:///abs or a folder")
     dest: str = Field("buckets/assets", description="published assets: s3://bucket/prefix or a folder")
     catalogue_url: str | None = Field(None, description="SQLAlchemy URL; default the SQLite file .asset3d/catalogue.db")
+    catalogue_secret: str | None = Field(
+        None, description="name of a Prefect Secret block holding the catalogue URL (flows read it on the worker)"
+    )
     auto_migrate: bool = Field(True, description="create/upgrade a SQLite catalogue on first use (never PostgreSQL)")
     # model
     model: str = Field("auto", description="model folder, hub id, 'demo', or 'auto' (official, demo, untrained)")
+    weights_sha256: str | None = Field(
+        None, pattern=r"^[0-9a-f]{64}$", description="the weights the run must use: a worker with others refuses to start"
+    )
     device: str = Field("auto", description="cuda, cuda:1, cpu, mps or auto")
     dtype: str = Field("auto", description="fp32, bf16, fp16 or auto")
     batch_size: int = Field(4, ge=1, le=256, description="photos per reconstruction micro-batch")
@@ -92,6 +109,10 @@ class Settings(BaseSettings):
     max_in_flight: int = Field(0, ge=0, description="photos between download and build at once (0: from the worker's memory)")
     fan_out: int = Field(0, ge=0, description="photos per sub-batch run via run_deployment (0: convert here)")
     deployment: str = Field("convert-batch/convert-batch", description="deployment the sub-batches run on")
+    conversion_variable: str = Field(
+        "asset3d-conversion",
+        description="Prefect Variable holding the conversion parameters every run of a server uses (JSON mapping)",
+    )
 
     @field_validator("preset")
     @classmethod
@@ -162,6 +183,32 @@ class Settings(BaseSettings):
             merged.update(_policy_file(self.review_policy))
         merged.update(self.review)
         return merged
+
+    def with_conversion(self, conversion: Mapping[str, Any]) -> Settings:
+        """A copy where ``conversion`` (the server's conversion parameters: `CONVERSION_KEYS`) wins over
+        every other source, so every run of a deployment, whoever starts it, makes the same asset version.
+
+        Raises
+        ------
+        SettingsError
+            A key that is not a conversion parameter (machine settings and secrets never travel this way).
+        """
+        unknown = sorted(set(conversion) - set(CONVERSION_KEYS))
+        if unknown:
+            raise SettingsError(f"conversion parameters: {unknown} are not conversion parameters (known: {sorted(CONVERSION_KEYS)})")
+        return self.overlay(**dict(conversion))
+
+    def as_environment(self) -> dict[str, str]:
+        """These settings as ``ASSET3D_*`` variables (what a worker's environment would hold); None is left out."""
+        import json
+
+        out: dict[str, str] = {}
+        for name, value in self.model_dump(mode="json").items():
+            if value is None:
+                continue
+            text = json.dumps(value) if isinstance(value, dict | list | bool) else str(value)
+            out[f"{ENV_PREFIX}{name.upper()}"] = text
+        return out
 
     def overlay(self, **changes: Any) -> Settings:
         """A copy with ``changes`` applied (``None`` values ignored), validated like the original."""

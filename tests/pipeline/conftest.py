@@ -89,6 +89,14 @@ def config_file(fast_options: dict[str, Any], tmp_path: Path) -> Path:
     return path
 
 
+@pytest.fixture
+def worker_env(config_file: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """This process as a worker configured with ``fast_options`` (its config file in ``ASSET3D_CONFIG``): flows
+    take their machine and conversion settings from the worker, never from parameters."""
+    monkeypatch.setenv("ASSET3D_CONFIG", str(config_file))
+    return config_file
+
+
 @pytest.fixture(scope="session")
 def photo_bytes(shared: Path) -> dict[str, bytes]:
     """The shared photos by file name, and a corrupt one (a PNG cut short)."""

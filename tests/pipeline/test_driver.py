@@ -53,7 +53,7 @@ def _rows(url: str) -> list[tuple[Any, ...]]:
         cat.close()
 
 
-@pytest.mark.usefixtures("prefect_harness", "result_cache")
+@pytest.mark.usefixtures("prefect_harness", "result_cache", "worker_env")
 def test_the_convert_command_and_the_flow_make_the_same_rows_and_objects(
     tmp_path: Path, photo_bytes: dict[str, bytes], fast_options: dict[str, Any], config_file: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -64,7 +64,7 @@ def test_the_convert_command_and_the_flow_make_the_same_rows_and_objects(
     rc = main(["convert", str(photos), "--out", str(tmp_path / "cli"), "--catalogue-url", cli_url, "--config", str(config_file)])
     assert rc == 2  # broken.png failed, the others went on
     capsys.readouterr()
-    report = convert_batch(str(photos), dest=str(tmp_path / "flow"), catalogue_url=flow_url, options=fast_options)
+    report = convert_batch(str(photos), dest=str(tmp_path / "flow"), catalogue_url=flow_url)
     assert report["counts"]["published"] == 2 and report["counts"]["failed"] == 1
 
     assert _rows(cli_url) == _rows(flow_url) and len(_rows(cli_url)) == 3  # two published, one failed

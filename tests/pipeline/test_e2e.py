@@ -130,7 +130,7 @@ def _prefect_artifacts(flow_run_id: str) -> dict[str, Any]:
 
 @pytest.mark.slow
 def test_s3_errors_transient_retried_permanent_not(
-    s3_endpoint: str, s3: Any, bucket: str, photo_bytes: dict[str, bytes], fast_options: dict[str, Any],
+    s3_endpoint: str, s3: Any, bucket: str, photo_bytes: dict[str, bytes], fast_options: dict[str, Any], worker_env: Path,
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """503 on the first download of each photo and the first upload of each GLB: every one is retried by
@@ -155,7 +155,7 @@ def test_s3_errors_transient_retried_permanent_not(
         monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
         monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")  # no botocore retries: only the task's
         url = f"sqlite:///{tmp_path / 'catalogue.db'}"
-        report = convert_batch(f"s3://{bucket}/incoming", dest=f"s3://{bucket}/assets", catalogue_url=url, options=fast_options)
+        report = convert_batch(f"s3://{bucket}/incoming", dest=f"s3://{bucket}/assets", catalogue_url=url)
     finally:
         proxy.stop()
 

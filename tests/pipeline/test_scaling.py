@@ -23,14 +23,16 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def workers(prefect_server: dict[str, Any], deployed: dict[str, Any], s3: Any, tmp_path: Path) -> Iterator[list[Path]]:
-    """Two process workers on the gpu pool, one flow run at a time each, polling every second."""
+def workers(prefect_server: dict[str, Any], deployed: dict[str, Any], s3: Any, tmp_path: Path, config_file: Path) -> Iterator[list[Path]]:
+    """Two process workers on the gpu pool, one flow run at a time each, polling every second, configured
+    (model, grid, previews) by their environment."""
     assert deployed["rc"] == 0, deployed["out"]
     logs, procs = [], []
     for name in ("w1", "w2"):
         env = {
             **os.environ, "PREFECT_API_URL": prefect_server["url"], "PREFECT_HOME": str(tmp_path / name),
             "PREFECT_WORKER_QUERY_SECONDS": "1", "PREFECT_WORKER_PREFETCH_SECONDS": "1", "PREFECT_LOGGING_LEVEL": "INFO",
+            "ASSET3D_CONFIG": str(config_file),
         }  # fmt: skip
         log = tmp_path / f"{name}.log"
         logs.append(log)
@@ -53,7 +55,7 @@ def _submitted(log: Path) -> set[str]:
 
 def test_a_batch_fans_out_over_two_workers(
     prefect_server: dict[str, Any], workers: list[Path], api: str, s3: Any, bucket: str, postgres_url: str,
-    photo_bytes: dict[str, bytes], fast_options: dict[str, Any], result_cache: Path, capsys: pytest.CaptureFixture[str],
+    photo_bytes: dict[str, bytes], fast_options: dict[str, Any], worker_env: Path, result_cache: Path, capsys: pytest.CaptureFixture[str],
     config_file: Path,
 ) -> None:
     """One Prefect server on PostgreSQL, two workers, shared S3 and catalogue: sub-batches via run_deployment."""
@@ -64,7 +66,7 @@ def test_a_batch_fans_out_over_two_workers(
     photos = {n: photo_bytes[n] for n in ("chair.png", "robot.png", "hamburger.png", "cerebro.jpg")}
     upload_photos(s3, bucket, photos)
     report = convert_batch(
-        f"s3://{bucket}/incoming", dest=f"s3://{bucket}/assets", catalogue_url=postgres_url, fan_out=2, options=fast_options
+        f"s3://{bucket}/incoming", dest=f"s3://{bucket}/assets", catalogue_url=postgres_url, fan_out=2
     )
     assert report["counts"]["published"] == 4, report["photos"]
 
@@ -86,7 +88,7 @@ def test_a_batch_fans_out_over_two_workers(
 
     # the same deployment, awaited from the command line: a worker runs it, the report comes back
     upload_photos(s3, bucket, {"teapot.png": photo_bytes["teapot.png"]}, prefix="batch-2")
-    options = ["--catalogue-url", postgres_url, "--config", str(config_file)]  # the file's settings travel along
+    options = ["--catalogue-url", postgres_url]  # no password: it may travel; the workers bring the rest
     rc = main(["run-batch", f"s3://{bucket}/batch-2", "--dest", f"s3://{bucket}/assets", *options, "--deployment"])
     out = capsys.readouterr()
     assert rc == 0, out.err
