@@ -23,11 +23,12 @@ import os
 from collections.abc import Mapping
 from contextvars import ContextVar
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -109,6 +110,15 @@ class Settings(BaseSettings):
     max_in_flight: int = Field(0, ge=0, description="photos between download and build at once (0: from the worker's memory)")
     fan_out: int = Field(0, ge=0, description="photos per sub-batch run via run_deployment (0: convert here)")
     deployment: str = Field("convert-batch/convert-batch", description="deployment the sub-batches run on")
+    # triggers and shared results (read from the worker's own environment / config file, never from a run's
+    # parameters: see asset3d.pipeline.sources)
+    allowed_sources: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="bucket/prefix URIs or folders a batch may come from (comma-separated or a JSON list); empty: `source`",
+    )
+    result_storage_block: str | None = Field(
+        None, description="name of a prefect-aws S3Bucket block for the shared task results (fetch, intake, reconstruct)"
+    )
     conversion_variable: str = Field(
         "asset3d-conversion",
         description="Prefect Variable holding the conversion parameters every run of a server uses (JSON mapping)",
@@ -124,6 +134,30 @@ class Settings(BaseSettings):
         if unknown or len(set(names)) != len(names):
             raise ValueError(f"preset {value!r}: one or more of {', '.join(sorted(PRESETS))}, comma-separated, each once")
         return ",".join(names)
+
+    @field_validator("allowed_sources", mode="before")
+    @classmethod
+    def _source_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                import json
+
+                return json.loads(text)
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value
+
+    @field_validator("allowed_sources")
+    @classmethod
+    def _valid_sources(cls, value: list[str]) -> list[str]:
+        from asset3d.pipeline.sources import SourceRefused, locate
+
+        for uri in value:
+            try:
+                locate(uri)
+            except SourceRefused as err:
+                raise ValueError(str(err)) from None
+        return value
 
     @field_validator("sku_pattern")
     @classmethod
