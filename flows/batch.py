@@ -26,6 +26,7 @@ from prefect.artifacts import (
     create_table_artifact,
     update_progress_artifact,
 )
+from prefect.events import emit_event
 from prefect.futures import PrefectFuture
 from prefect.runtime import flow_run
 from prefect.states import State
@@ -35,6 +36,7 @@ from asset3d.pipeline.photos import PhotoRef
 from asset3d.pipeline.records import RunContext
 from asset3d.pipeline.settings import Settings
 from asset3d.pipeline.summary import PhotoOutcome
+from flows.triggers import FAILED_EVENT, batch_resource, source_label
 from tasks.policy import configured
 from tasks.stages import TASKS, Timed
 
@@ -72,7 +74,9 @@ class PrefectRunner:
 
 
 def _artifact_key(kind: str, what: str) -> str:
-    return f"{kind}-{what}".lower().replace("_", "-")
+    """``convert-batch-<flow run id>-summary``: each run's artifacts under keys of their own."""
+    run = f"-{flow_run.id}" if flow_run.id else ""
+    return f"{kind}{run}-{what}".lower().replace("_", "-")
 
 
 class FlowReporter:
@@ -197,6 +201,14 @@ def convert_photos(source: Source, settings: Settings, *, kind: str) -> dict[str
     reporter = FlowReporter(kind)
     driver = Driver(settings, PrefectRunner(settings), kind=kind, reporter=reporter, flow_run_id=str(flow_run.id) if flow_run.id else None)
     summary = driver.run(source, fan_out=fan_out(settings))
-    create_table_artifact(summary.table(), key=_artifact_key(kind, "photos"), description=f"{kind}: one row per photo")
-    create_markdown_artifact(summary.markdown(), key=_artifact_key(kind, "summary"), description=f"{kind}: summary")
+    label = source_label(source)
+    create_table_artifact(summary.table(), key=_artifact_key(kind, "photos"), description=f"{kind} {label}: one row per photo")
+    title, _, rest = summary.markdown().partition("\n")
+    create_markdown_artifact(f"{title}\n\nSource: `{label}`\n{rest}", key=_artifact_key(kind, "summary"), description=f"{kind} {label}: summary")
+    if summary.failed:  # the run's state stays Completed (run-batch's exit codes); this is what alerts match
+        emit_event(
+            event=FAILED_EVENT, resource=batch_resource(label),
+            payload={"source": label, "kind": kind, "failed": len(summary.failed), "photos": len(summary.outcomes), "counts": summary.counts()},
+        )  # fmt: skip
+        get_run_logger().warning("%s %s: %d of %d photos failed", FAILED_EVENT, label, len(summary.failed), len(summary.outcomes))
     return summary.as_dict()

@@ -8,9 +8,10 @@ from typing import Any
 from prefect import flow
 
 from flows.batch import convert_photos, flow_settings
+from flows.triggers import admit_batch, batch_run_name
 
 
-@flow(name="convert-batch", log_prints=True)
+@flow(name="convert-batch", log_prints=True, flow_run_name=batch_run_name("convert-batch"))
 def convert_batch(
     source: str | list[str | dict[str, Any]],
     dest: str | None = None,
@@ -44,4 +45,5 @@ def convert_batch(
         dest=dest, preset=preset, fan_out=fan_out, sku_pattern=sku_pattern, sidecar=sidecar, catalogue_url=catalogue_url
     )
     batch: str | Sequence[str | Mapping[str, Any]] = source
+    admit_batch(batch, settings)  # a source outside the worker's allowed sources, SQLite on a pool: refused
     return convert_photos(batch, settings, kind="convert-batch")

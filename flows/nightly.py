@@ -7,9 +7,10 @@ from typing import Any
 from prefect import flow
 
 from flows.batch import convert_photos, flow_settings
+from flows.triggers import admit_batch, batch_run_name
 
 
-@flow(name="nightly-catalogue", log_prints=True)
+@flow(name="nightly-catalogue", log_prints=True, flow_run_name=batch_run_name("nightly-catalogue"))
 def nightly_catalogue(
     source: str | None = None,
     dest: str | None = None,
@@ -33,4 +34,5 @@ def nightly_catalogue(
         A catalogue URL without a password (one with a password is refused: parameters are stored).
     """
     settings = flow_settings(source=source, dest=dest, preset=preset, fan_out=fan_out, catalogue_url=catalogue_url)
+    admit_batch(settings.source, settings)  # a source outside the worker's allowed sources, SQLite on a pool: refused
     return convert_photos(settings.source, settings, kind="nightly-catalogue")

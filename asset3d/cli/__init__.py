@@ -28,6 +28,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "asset3d.cli.nightly",
     "asset3d.cli.emit_batch",
     "asset3d.cli.watch",
+    "asset3d.cli.listen",
     "asset3d.cli.deploy",
     "asset3d.cli.model",
     "asset3d.cli.dataset",

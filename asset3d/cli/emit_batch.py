@@ -11,12 +11,13 @@ from asset3d.cli import preflight
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "emit-batch",
-        help="emit asset3d.batch.arrived for PREFIX: the convert-batch deployment's trigger (S3 notifications, cron)",
+        help="emit asset3d.batch.arrived for PREFIX: the convert-batch deployment's trigger (cron hooks, handlers)",
         description=(
-            "Send the event asset3d.batch.arrived with payload {prefix: PREFIX} to the Prefect server at "
-            "PREFECT_API_URL. The convert-batch deployment's trigger turns it into a flow run with source=PREFIX. "
-            "Use it from an S3 notification handler or a cron hook (Prefect's open-source server has no webhooks). "
-            "Exit 1 when no server is configured or reachable."
+            "Send the event asset3d.batch.arrived for PREFIX (its resource: id asset3d.batch.<hash>, name the "
+            "prefix) to the Prefect server at PREFECT_API_URL. The convert-batch deployment's trigger turns it "
+            "into one flow run with source=PREFIX (events of the same prefix within the trigger's window start "
+            "no other). With ASSET3D_ALLOWED_SOURCES set, a PREFIX outside them is refused here; the run's worker "
+            "refuses it in any case. Exit 1 when refused or when no server is configured or reachable."
         ),
     )
     p.add_argument("prefix", metavar="PREFIX", help="the batch: s3://bucket/prefix/ or a folder")
@@ -26,10 +27,20 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     preflight.prefect_api_url()  # before anything talks to a server: never a throwaway temporary one
+    from asset3d.pipeline.settings import load_settings
+    from asset3d.pipeline.sources import SourceRefused, locate
+
+    try:
+        allowed = [locate(uri) for uri in load_settings().allowed_sources]
+        locate(args.prefix)
+    except SourceRefused as err:
+        raise preflight.Refused(str(err)) from None
     from flows.triggers import EVENT, emit_batch
 
     try:
-        event_id = emit_batch(args.prefix, photos=args.photos)
+        event_id = emit_batch(args.prefix, photos=args.photos, allowed=allowed)
+    except SourceRefused as err:
+        raise preflight.Refused(str(err)) from None
     except Exception as err:  # no server configured, refused connection
         print(f"asset3d emit-batch: {err}", file=sys.stderr)
         return 1
