@@ -28,10 +28,12 @@ from prefect.artifacts import (
 )
 from prefect.events import emit_event
 from prefect.futures import PrefectFuture
+from prefect.logging import get_logger
 from prefect.runtime import flow_run
 from prefect.states import State
 
 from asset3d.pipeline.driver import Driver, Step, StepResult
+from asset3d.pipeline.errors import describe
 from asset3d.pipeline.photos import PhotoRef
 from asset3d.pipeline.records import RunContext
 from asset3d.pipeline.settings import Settings
@@ -196,9 +198,37 @@ def flow_settings(**batch: Any) -> Settings:
     return settings
 
 
+def close_run_on_end(flow: Any, flow_run: Any, state: State[Any]) -> None:
+    """State hook (crashed, cancelled): close the flow run's catalogue row, with the worker's settings."""
+    from flows.runs import close_run_row
+
+    try:
+        url = (flow_run.parameters or {}).get("catalogue_url")
+        settings = flow_settings(catalogue_url=url)
+        if close_run_row(settings.resolved_catalogue_url(), flow_run, state):
+            get_logger(__name__).info("closed the catalogue run of flow run %s (%s)", flow_run.id, state.name)
+    except Exception as err:  # a hook must not fail the state change; `asset3d runs reconcile` closes it later
+        get_logger(__name__).warning("could not close the catalogue run of flow run %s: %s", flow_run.id, describe(err)[1])
+
+
+#: The flows' state hooks: a crashed or cancelled run leaves no catalogue row ``running``.
+STATE_HOOKS: dict[str, Any] = {"on_crashed": [close_run_on_end], "on_cancellation": [close_run_on_end]}
+
+
 def convert_photos(source: Source, settings: Settings, *, kind: str) -> dict[str, Any]:
-    """Convert the photos of ``source`` with the driver; returns the batch report (`BatchSummary.as_dict`)."""
+    """Convert the photos of ``source`` with the driver; returns the batch report (`BatchSummary.as_dict`).
+
+    Rows of earlier runs that Prefect has ended but whose process could not close them (a lost machine)
+    are closed first (`flows.runs.reconcile`)."""
+    from asset3d.pipeline.records import open_catalogue
+    from flows.runs import reconcile
+
     reporter = FlowReporter(kind)
+    try:
+        for closed in reconcile(open_catalogue(settings.resolved_catalogue_url(), auto_migrate=settings.auto_migrate)):
+            reporter.info(f"closed catalogue run {closed.run_id} ({closed.status.value}): {closed.because}")
+    except Exception as err:  # the batch goes on; the next run or `asset3d runs reconcile` tries again
+        reporter.warning(f"could not reconcile earlier runs: {describe(err)[1]}")
     driver = Driver(settings, PrefectRunner(settings), kind=kind, reporter=reporter, flow_run_id=str(flow_run.id) if flow_run.id else None)
     summary = driver.run(source, fan_out=fan_out(settings))
     label = source_label(source)

@@ -7,11 +7,11 @@ from typing import Any
 
 from prefect import flow
 
-from flows.batch import convert_photos, flow_settings
+from flows.batch import STATE_HOOKS, convert_photos, flow_settings
 from flows.triggers import admit_batch, batch_run_name
 
 
-@flow(name="convert-batch", log_prints=True, flow_run_name=batch_run_name("convert-batch"))
+@flow(name="convert-batch", log_prints=True, flow_run_name=batch_run_name("convert-batch"), **STATE_HOOKS)
 def convert_batch(
     source: str | list[str | dict[str, Any]],
     dest: str | None = None,

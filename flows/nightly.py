@@ -6,11 +6,11 @@ from typing import Any
 
 from prefect import flow
 
-from flows.batch import convert_photos, flow_settings
+from flows.batch import STATE_HOOKS, convert_photos, flow_settings
 from flows.triggers import admit_batch, batch_run_name
 
 
-@flow(name="nightly-catalogue", log_prints=True, flow_run_name=batch_run_name("nightly-catalogue"))
+@flow(name="nightly-catalogue", log_prints=True, flow_run_name=batch_run_name("nightly-catalogue"), **STATE_HOOKS)
 def nightly_catalogue(
     source: str | None = None,
     dest: str | None = None,

@@ -27,12 +27,14 @@ catalogue, and a cached success could hide a bucket or database that was emptied
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from prefect import Task, task
+from prefect import Task, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.context import TaskRunContext
 from prefect.tasks import exponential_backoff
@@ -157,12 +159,57 @@ def intake(fetched: Fetched, options: IntakeOptions, name: str) -> Timed[Prepare
     return _run(Step.intake, fetched, options, name)
 
 
-@task(name=Step.reconstruct.value, tags=["gpu"], **_cached(_reconstruct_key))
+#: The global concurrency limit whose slots are the GPUs of all workers (`asset3d deploy --gpu-slots N`).
+GPU_LIMIT = "gpu"
+#: A slot's lease, renewed while the device works: a killed holder's slot comes back after this long.
+GPU_LEASE_S = 30.0
+
+
+@functools.lru_cache(maxsize=8)
+def _gpu_limit_exists(api_url: str | None) -> bool:
+    from prefect import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    try:
+        with get_client(sync_client=True) as client:
+            client.read_global_concurrency_limit_by_name(GPU_LIMIT)
+    except ObjectNotFound:
+        get_run_logger().info("no %r concurrency limit on this Prefect server: device sections are not limited across workers", GPU_LIMIT)
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def gpu_slot() -> Iterator[None]:
+    """A slot of the server's ``gpu`` limit around the device section, the wait logged with its length.
+
+    Taken inside the process's model lock (`asset3d.pipeline.models.reconstruct_batch`): a process holds a
+    slot only while its device works, so N slots keep N GPUs busy.
+    """
+    from prefect.concurrency.sync import concurrency
+    from prefect.settings import PREFECT_API_URL
+
+    if TaskRunContext.get() is None or not _gpu_limit_exists(PREFECT_API_URL.value()):  # not a task run: no server
+        yield
+        return
+    log = get_run_logger()
+    t0 = time.monotonic()
+    with concurrency(GPU_LIMIT, occupy=1, lease_duration=GPU_LEASE_S):
+        start = time.monotonic()
+        log.info("gpu slot taken after waiting %.2f s", start - t0)
+        try:
+            yield
+        finally:
+            log.info("gpu slot released after %.2f s on the device", time.monotonic() - start)
+
+
+@task(name=Step.reconstruct.value, **_cached(_reconstruct_key))
 def reconstruct(
     batch: list[Prepared], machine: MachineOptions, options: ReconstructOptions, weights_sha256: str
 ) -> Timed[list[Reconstruction | Exception]]:
-    """One micro-batch through the model (loaded once per process): a mesh per photo, or its error."""
-    return _run(Step.reconstruct, batch, machine, options, weights_sha256)
+    """One micro-batch through the model (loaded once per process): a mesh per photo, or its error; the
+    device section holds a slot of the server's ``gpu`` limit (`gpu_slot`)."""
+    return _run(Step.reconstruct, batch, machine, options, weights_sha256, gpu_slot)
 
 
 @task(name=Step.build.value, task_run_name="build {identity.sku}/{identity.conversion_key}", **_cached(_build_key))

@@ -17,7 +17,8 @@ import contextlib
 import hashlib
 import os
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -260,10 +261,18 @@ def model_identity(requested: str = "auto") -> tuple[ModelChoice, str, str]:
     return identity
 
 
+#: What guards the device section: a context manager factory (the flows pass Prefect's `gpu` concurrency slot).
+DeviceSlot = Callable[[], AbstractContextManager[Any]]
+
+
 def reconstruct_batch(
-    loaded: LoadedModel, photos: Sequence[Prepared], *, resolution: int, threshold: float
+    loaded: LoadedModel, photos: Sequence[Prepared], *, resolution: int, threshold: float, slot: DeviceSlot | None = None
 ) -> list[Reconstruction | StageError]:
     """One micro-batch: encode the framed photos together, then extract one mesh per photo.
+
+    The device section runs under this process's model lock and, inside it, ``slot()`` (a slot of a limit
+    shared by every worker): a process waits for its own device first and holds a shared slot only while it
+    uses the device.
 
     Returns one entry per photo, in order: its `Reconstruction`, or a `StageError` (``empty_surface``)
     when the field has no surface at ``threshold``.
@@ -273,7 +282,7 @@ def reconstruct_batch(
     if not photos:
         return []
     images = np.stack([p.image for p in photos])  # (B, 512, 512, 3) uint8
-    with loaded.lock, torch.inference_mode():
+    with loaded.lock, (slot or contextlib.nullcontext)(), torch.inference_mode():
         codes = loaded.model.encode(images)  # (B, 3, C, R, R)
         meshes = loaded.model.extract_mesh(codes, resolution=resolution, threshold=threshold, vertex_colors=True)
     out: list[Reconstruction | StageError] = []
@@ -286,7 +295,8 @@ def reconstruct_batch(
 
 
 def reconstruct(
-    batch: Sequence[Prepared], machine: MachineOptions, options: ReconstructOptions, weights_sha256: str
+    batch: Sequence[Prepared], machine: MachineOptions, options: ReconstructOptions, weights_sha256: str,
+    slot: DeviceSlot | None = None,
 ) -> list[Reconstruction | StageError]:
     """The reconstruct stage: one micro-batch through this process's model, which must have the run's weights.
 
@@ -303,7 +313,7 @@ def reconstruct(
             Stage.reconstruct, "weights_mismatch",
             f"model {loaded.model_id} here has weights {loaded.weights_sha256[:12]}, the run expects {weights_sha256[:12]}",
         )  # fmt: skip
-    return reconstruct_batch(loaded, batch, resolution=options.mc_resolution, threshold=options.mc_threshold)
+    return reconstruct_batch(loaded, batch, resolution=options.mc_resolution, threshold=options.mc_threshold, slot=slot)
 
 
 def color_field(loaded: LoadedModel, scene_code: np.ndarray) -> Any:

@@ -174,6 +174,7 @@ class Run(Base):
     weights_sha256: Mapped[str] = mapped_column(String(64))
     pipeline_version: Mapped[str] = mapped_column(String(64))
     host: Mapped[str | None] = mapped_column(String(255))
+    pid: Mapped[int | None] = mapped_column(Integer)
 
 
 class Asset(Base):
@@ -245,6 +246,16 @@ class ReviewEvent(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     asset: Mapped[Asset] = relationship(back_populates="reviews")
+
+
+class Lease(Base):
+    """A conversion (by conversion key) claimed by a running run until ``expires_at``."""
+
+    __tablename__ = "leases"
+
+    conversion_key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"))
+    expires_at: Mapped[datetime] = mapped_column(index=True)
 
 
 class Failure(Base):

@@ -74,6 +74,7 @@ class RunRecord:
     weights_sha256: str
     pipeline_version: str
     host: str | None
+    pid: int | None = None
 
 
 @dataclass(frozen=True)
@@ -238,7 +239,7 @@ def photo_record(p: Photo, sku: str) -> PhotoRecord:
 def run_record(r: Run) -> RunRecord:
     return RunRecord(
         r.id, r.flow_run_id, RunStatus(r.status), r.started_at, r.finished_at, dict(r.parameters or {}),
-        r.model_id, r.weights_sha256, r.pipeline_version, r.host,
+        r.model_id, r.weights_sha256, r.pipeline_version, r.host, r.pid,
     )  # fmt: skip
 
 

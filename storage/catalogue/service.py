@@ -33,16 +33,17 @@ import hashlib
 import json
 import logging
 import math
+import os
 import re
 import socket
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 import numpy as np
-from sqlalchemy import Engine, and_, case, exists, func, select
+from sqlalchemy import Engine, and_, case, delete, exists, func, select
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.orm import Session, joinedload, selectinload, sessionmaker
@@ -52,6 +53,7 @@ from storage.catalogue.models import (
     Asset,
     AssetStatus,
     Failure,
+    Lease,
     Metric,
     Photo,
     Product,
@@ -189,9 +191,9 @@ class Catalogue:
             raise
         except (OperationalError, ProgrammingError) as err:
             text = str(err.orig) if err.orig is not None else str(err)
-            if "no such table" in text or ("relation" in text and "does not exist" in text):
+            if "no such table" in text or "no such column" in text or (("relation" in text or "column" in text) and "does not exist" in text):
                 raise CatalogueUnavailable(
-                    f"catalogue {self.url} has no schema yet: run `asset3d db upgrade` ({redact_secrets(text.splitlines()[0])})",
+                    f"catalogue {self.url} has no schema, or an older one: run `asset3d db upgrade` ({redact_secrets(text.splitlines()[0])})",
                     reason="not_migrated",
                 ) from None
             if isinstance(err, OperationalError):
@@ -321,8 +323,12 @@ class Catalogue:
         parameters: Mapping[str, Any] | None = None,
         flow_run_id: str | None = None,
         host: str | None = None,
+        pid: int | None = None,
     ) -> RunRecord:
-        """Open a conversion run; with a ``flow_run_id`` already known, return that run (flow retries)."""
+        """Open a conversion run; with a ``flow_run_id`` already known, return that run (flow retries).
+
+        ``host`` and ``pid`` (default: this machine and process) let `asset3d gc` tell a run whose process
+        is gone."""
         _check_sha(weights_sha256, "weights sha256")
         params = dict(parameters or {})
         params_hash(params)  # refuses non-JSON parameters now rather than at commit
@@ -336,6 +342,7 @@ class Catalogue:
                 run = Run(
                     flow_run_id=flow_run_id, parameters=params, model_id=model_id, weights_sha256=weights_sha256,
                     pipeline_version=pipeline_version, host=host or socket.gethostname(), status=RunStatus.running,
+                    pid=pid if pid is not None else os.getpid(),
                 )  # fmt: skip
                 s.add(run)
                 s.flush()
@@ -351,8 +358,69 @@ class Catalogue:
         with self._tx() as s:
             run = self._get(s, Run, run_id, "run")
             run.status, run.finished_at = final, utcnow()
+            s.execute(delete(Lease).where(Lease.run_id == run_id))  # its claims go with it
             s.flush()
             return run_record(run)
+
+    def run_of_flow_run(self, flow_run_id: str) -> RunRecord | None:
+        """The run a Prefect flow run opened, if any."""
+        with self._tx() as s:
+            run = s.scalar(select(Run).where(Run.flow_run_id == flow_run_id))
+            return run_record(run) if run is not None else None
+
+    def recent_runs(self, limit: int = 50) -> list[RunRecord]:
+        """The newest runs first."""
+        with self._tx() as s:
+            return [run_record(r) for r in s.scalars(select(Run).order_by(Run.id.desc()).limit(limit))]
+
+    def runs_in_progress(self) -> list[RunRecord]:
+        """Runs still marked ``running`` (live ones, and those whose process or flow run was lost)."""
+        with self._tx() as s:
+            return [run_record(r) for r in s.scalars(select(Run).where(Run.status == RunStatus.running).order_by(Run.id))]
+
+    def close_run(self, run_id: int, status: RunStatus | str) -> bool:
+        """Close a run that is still ``running`` (a no-op, False, for one already closed)."""
+        final = _as_enum(RunStatus, status, "run status")
+        if final is RunStatus.running:
+            raise InvalidInput(f"run {run_id}: close_run needs a final status, not 'running'")
+        with self._tx() as s:
+            run = s.scalar(select(Run).where(Run.id == run_id, Run.status == RunStatus.running).with_for_update())
+            if run is None:
+                return False
+            run.status, run.finished_at = final, utcnow()
+            s.execute(delete(Lease).where(Lease.run_id == run_id))  # its claims go with it
+            return True
+
+    # -- leases ------------------------------------------------------------------------------------------
+
+    def claim(self, conversion_key: str, run_id: int, *, ttl_s: float) -> int | None:
+        """Claim a conversion for ``run_id`` for ``ttl_s`` seconds; returns None when claimed, else the id of
+        the live run that holds it. An expired claim, or one of a run no longer ``running``, is taken over;
+        claiming again renews."""
+        _check_sha(conversion_key, "conversion key")
+        now = utcnow()
+        until = now + timedelta(seconds=ttl_s)
+
+        def go() -> int | None:
+            with self._tx() as s:
+                lease = s.scalar(select(Lease).where(Lease.conversion_key == conversion_key).with_for_update())
+                if lease is None:
+                    s.add(Lease(conversion_key=conversion_key, run_id=run_id, expires_at=until))
+                    s.flush()
+                    return None
+                if lease.run_id != run_id and lease.expires_at > now:
+                    holder = s.get(Run, lease.run_id)
+                    if holder is not None and RunStatus(holder.status) is RunStatus.running:
+                        return lease.run_id
+                lease.run_id, lease.expires_at = run_id, until
+                return None
+
+        return self._retry_on_conflict(go)
+
+    def release(self, conversion_key: str, run_id: int) -> None:
+        """Give a claim back (only the claiming run's)."""
+        with self._tx() as s:
+            s.execute(delete(Lease).where(Lease.conversion_key == conversion_key, Lease.run_id == run_id))
 
     def get_run(self, run_id: int) -> RunRecord:
         """One run by id (`NotFound` otherwise)."""

@@ -180,9 +180,10 @@ def test_s3_errors_transient_retried_permanent_not(
         _check_published(s3, bucket, key, tmp_path)
 
     artifacts = _prefect_artifacts(report["flow_run_id"])
-    assert {"convert-batch-progress", "convert-batch-photos", "convert-batch-summary"} <= set(artifacts)
-    assert float(artifacts["convert-batch-progress"].data) == pytest.approx(100.0)
-    rows = artifacts["convert-batch-photos"].data
+    key = f"convert-batch-{report['flow_run_id']}"  # each run's artifacts under keys of their own
+    assert {f"{key}-progress", f"{key}-photos", f"{key}-summary"} <= set(artifacts)
+    assert float(artifacts[f"{key}-progress"].data) == pytest.approx(100.0)
+    rows = artifacts[f"{key}-photos"].data
     rows = json.loads(rows) if isinstance(rows, str) else rows
     assert sorted(r["status"] for r in rows) == ["failed", "published", "published"]
-    assert "| published | 2 |" in artifacts["convert-batch-summary"].data
+    assert "| published | 2 |" in artifacts[f"{key}-summary"].data

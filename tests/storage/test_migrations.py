@@ -8,7 +8,7 @@ from sqlalchemy import Column, Integer, MetaData, String, Table, inspect
 import migrations
 from storage.catalogue import Base, Catalogue, make_engine
 
-TABLES = {"products", "photos", "runs", "assets", "metrics", "review_events", "failures"}
+TABLES = {"products", "photos", "runs", "assets", "metrics", "review_events", "failures", "leases"}
 
 
 def _tables(url: str) -> set[str]:
@@ -28,7 +28,7 @@ def test_upgrade_check_downgrade_upgrade(catalogue_url: str) -> None:
 
     migrations.upgrade(catalogue_url, "head")
     assert _tables(catalogue_url) == TABLES
-    assert migrations.current(catalogue_url) == migrations.heads() == ["0002"]
+    assert migrations.current(catalogue_url) == migrations.heads() == ["0003"]
     migrations.check(catalogue_url)  # models and migrations agree
 
     migrations.downgrade(catalogue_url, "base")
