@@ -100,6 +100,34 @@ class GateDecision(StrEnum):
     rejected = "rejected"
 
 
+class GateReason(str):
+    """One rule that fired: the message (the string itself), the rule's policy key, its threshold, and the
+    value measured. A `str`, so it reads, joins and compares as its message."""
+
+    rule: str
+    threshold: Any
+    value: Any
+
+    def __new__(cls, message: str, *, rule: str, threshold: Any = None, value: Any = None) -> GateReason:
+        self = super().__new__(cls, message)
+        self.rule, self.threshold, self.value = rule, threshold, value
+        return self
+
+    def __reduce__(self) -> tuple[Any, ...]:  # picklable (cached build results carry verdicts)
+        return (_reason, (str(self), self.rule, self.threshold, self.value))
+
+    def as_dict(self) -> dict[str, Any]:
+        """``{"rule", "threshold", "value", "message"}``: what the catalogue keeps and reviewers are shown."""
+        value = self.value
+        if isinstance(value, float):
+            value = round(value, 6)
+        return {"rule": self.rule, "threshold": self.threshold, "value": value, "message": str(self)}
+
+
+def _reason(message: str, rule: str, threshold: Any, value: Any) -> GateReason:
+    return GateReason(message, rule=rule, threshold=threshold, value=value)
+
+
 @dataclass(frozen=True)
 class GateVerdict:
     """A decision, every rule that fired, and notes a reviewer should see.
@@ -115,11 +143,20 @@ class GateVerdict:
     """
 
     status: GateDecision
-    reasons: list[str]
-    notes: list[str] = field(default_factory=list)
+    reasons: list[GateReason]
+    notes: list[GateReason] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"status": self.status.value, "reasons": list(self.reasons), "notes": list(self.notes)}
+        """The verdict as JSON: each reason and note with its rule, threshold, value and message."""
+        return {
+            "status": self.status.value,
+            "reasons": [_as_dict(r) for r in self.reasons],
+            "notes": [_as_dict(n) for n in self.notes],
+        }
+
+
+def _as_dict(reason: str) -> dict[str, Any]:
+    return reason.as_dict() if isinstance(reason, GateReason) else {"rule": None, "threshold": None, "value": None, "message": str(reason)}
 
 
 def _get(metrics: Mapping[str, Any], *path: str) -> Any:
@@ -155,67 +192,70 @@ def review(
         without it holding the asset (an `unscaled` asset, unless `hold_unscaled`).
     """
     p = policy or load_policy()
-    reject: list[str] = []
-    hold: list[str] = []
+    reject: list[GateReason] = []
+    hold: list[GateReason] = []
+
+    def fired(into: list[GateReason], message: str, rule: str, threshold: Any = None, value: Any = None) -> None:
+        into.append(GateReason(message, rule=rule, threshold=threshold, value=value))
+
     errors = _get(metrics, "validation", "errors")
     if errors is None:
-        hold.append("no glTF validation result")
+        fired(hold, "no glTF validation result", "validation", 0, None)
     elif errors > 0:
-        reject.append(f"glTF validator reported {errors} errors")
+        fired(reject, f"glTF validator reported {errors} errors", "validation", 0, errors)
     limits_ok = _get(metrics, "limits", "ok")
     if limits_ok is False:
-        reject.append("preset limits not met: " + "; ".join(_get(metrics, "limits", "failures") or []))
+        failures = _get(metrics, "limits", "failures") or []
+        fired(reject, "preset limits not met: " + "; ".join(failures), "preset_limits", None, list(failures))
     for flag in sorted(set(intake_flags)):
         if flag in p.reject_intake_flags:
-            reject.append(f"intake flag {flag}")
+            fired(reject, f"intake flag {flag}", "reject_intake_flags", sorted(p.reject_intake_flags), flag)
         elif flag in p.review_intake_flags:
-            hold.append(f"intake flag {flag}")
+            fired(hold, f"intake flag {flag}", "review_intake_flags", sorted(p.review_intake_flags), flag)
         else:
-            hold.append(f"unknown intake flag {flag}")
+            fired(hold, f"unknown intake flag {flag}", "review_intake_flags", sorted(p.review_intake_flags), flag)
     iou = _get(metrics, "input_view", "silhouette_iou")
     psnr = _get(metrics, "input_view", "masked_psnr_db")
     if iou is None:
         if p.require_input_view_metrics:
-            hold.append("no input-view silhouette IoU")
+            fired(hold, "no input-view silhouette IoU", "require_input_view_metrics", True, None)
     elif iou < p.reject_below_silhouette_iou:
-        reject.append(
-            f"silhouette IoU {iou:.3f} < {p.reject_below_silhouette_iou} (reject_below_silhouette_iou)"
-        )
+        fired(reject, f"silhouette IoU {iou:.3f} < {p.reject_below_silhouette_iou} (reject_below_silhouette_iou)",
+              "reject_below_silhouette_iou", p.reject_below_silhouette_iou, iou)  # fmt: skip
     elif iou < p.approve_min_silhouette_iou:
-        hold.append(f"silhouette IoU {iou:.3f} < {p.approve_min_silhouette_iou} (approve_min_silhouette_iou)")
+        fired(hold, f"silhouette IoU {iou:.3f} < {p.approve_min_silhouette_iou} (approve_min_silhouette_iou)",
+              "approve_min_silhouette_iou", p.approve_min_silhouette_iou, iou)  # fmt: skip
     if psnr is not None and psnr < p.approve_min_masked_psnr_db:
-        hold.append(
-            f"masked PSNR {psnr:.1f} dB < {p.approve_min_masked_psnr_db} (approve_min_masked_psnr_db)"
-        )
+        fired(hold, f"masked PSNR {psnr:.1f} dB < {p.approve_min_masked_psnr_db} (approve_min_masked_psnr_db)",
+              "approve_min_masked_psnr_db", p.approve_min_masked_psnr_db, psnr)  # fmt: skip
     color = _get(metrics, "color_error", "mean_abs")
     if color is not None and max(color) > p.approve_max_color_error:
-        hold.append(
-            f"colour error {max(color):.2f}/255 > {p.approve_max_color_error} (approve_max_color_error)"
-        )
+        fired(hold, f"colour error {max(color):.2f}/255 > {p.approve_max_color_error} (approve_max_color_error)",
+              "approve_max_color_error", p.approve_max_color_error, max(color))  # fmt: skip
     seam = _get(metrics, "seams", "p95_abs")
     if seam is not None and seam > p.approve_max_seam_p95:
-        hold.append(f"seam colour jump p95 {seam:.1f}/255 > {p.approve_max_seam_p95} (approve_max_seam_p95)")
+        fired(hold, f"seam colour jump p95 {seam:.1f}/255 > {p.approve_max_seam_p95} (approve_max_seam_p95)",
+              "approve_max_seam_p95", p.approve_max_seam_p95, seam)  # fmt: skip
     comps = _get(metrics, "asset", "components")
     if comps is not None and comps > p.approve_max_components:
-        hold.append(f"{comps} components > {p.approve_max_components} (approve_max_components)")
+        fired(hold, f"{comps} components > {p.approve_max_components} (approve_max_components)",
+              "approve_max_components", p.approve_max_components, comps)  # fmt: skip
     boundary = _get(metrics, "asset", "boundary_edges")
     if boundary is not None and boundary > p.approve_max_boundary_edges:
-        hold.append(
-            f"{boundary} boundary edges > {p.approve_max_boundary_edges} (approve_max_boundary_edges)"
-        )
-    notes: list[str] = []
+        fired(hold, f"{boundary} boundary edges > {p.approve_max_boundary_edges} (approve_max_boundary_edges)",
+              "approve_max_boundary_edges", p.approve_max_boundary_edges, boundary)  # fmt: skip
+    notes: list[GateReason] = []
     mismatch = _get(metrics, "scale", "aspect_mismatch")
     if mismatch is not None and mismatch > p.review_max_aspect_mismatch:
-        hold.append(
-            f"aspect mismatch {mismatch:.2f} > {p.review_max_aspect_mismatch} (review_max_aspect_mismatch): "
-            "the model's proportions differ from the product's dimensions"
-        )
+        fired(hold, f"aspect mismatch {mismatch:.2f} > {p.review_max_aspect_mismatch} (review_max_aspect_mismatch): "
+              "the model's proportions differ from the product's dimensions",
+              "review_max_aspect_mismatch", p.review_max_aspect_mismatch, mismatch)  # fmt: skip
     if _get(metrics, "scale", "unscaled") is True:
         note = "unscaled: no product dimensions, the model's own size is written as metres"
         if p.hold_unscaled:
-            hold.append(f"{note} (hold_unscaled)")
+            fired(hold, note + " (hold_unscaled)", "hold_unscaled", True, True)
         else:
-            notes.append(note)
+            fired(notes, note, "hold_unscaled", False, True)
     if reject:
         return GateVerdict(GateDecision.rejected, reject + hold, notes)
     if hold:

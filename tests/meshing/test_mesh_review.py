@@ -78,3 +78,28 @@ def test_policy_from_config(tmp_path: Path) -> None:
         with pytest.raises(MeshingError) as err:
             load_policy(bad)
         assert err.value.reason == "bad_input"
+
+
+def test_each_reason_names_its_rule_threshold_and_value() -> None:
+    import pickle
+
+    from meshing.review import GateReason, load_policy, review
+
+    metrics = {
+        "validation": {"errors": 0},
+        "limits": {"ok": True},
+        "input_view": {"silhouette_iou": 0.8, "masked_psnr_db": 20.0},
+        "asset": {"components": 9, "boundary_edges": 10},
+    }
+    verdict = review(metrics, policy=load_policy())
+    by_rule = {r.rule: r for r in verdict.reasons}
+    assert set(by_rule) == {"approve_min_silhouette_iou", "approve_max_components"}
+    iou = by_rule["approve_min_silhouette_iou"]
+    assert isinstance(iou, GateReason) and (iou.threshold, iou.value) == (0.9, 0.8) and "silhouette IoU 0.800" in iou
+    assert by_rule["approve_max_components"].as_dict() == {
+        "rule": "approve_max_components", "threshold": 3, "value": 9, "message": "9 components > 3 (approve_max_components)",
+    }  # fmt: skip
+    doc = verdict.as_dict()
+    assert doc["status"] == "needs_review" and {r["rule"] for r in doc["reasons"]} == set(by_rule)
+    again = pickle.loads(pickle.dumps(iou))  # cached build results carry verdicts
+    assert again == iou and again.rule == iou.rule and again.value == 0.8

@@ -73,7 +73,7 @@ def test_the_catalogue_product_size_scales_the_glb_and_unscaled_is_said(
     cat = Catalogue(f"sqlite:///{other / 'cat.db'}")
     try:
         gate = cat.get_asset(unscaled.asset_id).gate
-        assert gate is not None and any("unscaled" in note for note in gate["notes"])  # the review page shows it
+        assert gate is not None and any("unscaled" in note["message"] for note in gate["notes"])  # the review page shows it
     finally:
         cat.close()
 
@@ -93,7 +93,9 @@ def test_an_aspect_mismatch_holds_the_asset_naming_the_rule(tmp_path: Path, phot
         gate = cat.get_asset(held.asset_id).gate
     finally:
         cat.close()
-    assert gate is not None and any("review_max_aspect_mismatch" in str(r) for r in gate["reasons"])
+    assert gate is not None
+    (reason,) = [r for r in gate["reasons"] if r["rule"] == "review_max_aspect_mismatch"]
+    assert reason["threshold"] == 1.5 and reason["value"] == pytest.approx(3.0, rel=0.02) and "aspect mismatch" in reason["message"]
     assert _metrics(held.glb_uri)["metrics"]["scale"]["aspect_mismatch"] == pytest.approx(3.0, rel=0.02)
 
 
