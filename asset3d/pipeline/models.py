@@ -38,6 +38,7 @@ OFFICIAL = "stabilityai/TripoSR"
 DEMO = "demo"
 UNTRAINED = "untrained-tiny"
 UNTRAINED_LABEL = "untrained tiny model: geometry is meaningless, for plumbing only"
+DEMO_LABEL = "the project's bundled demo model (small, trained; not the official weights)"
 UNTRAINED_SEED = 0
 
 #: The untrained model's architecture: the tiny conformance configuration (1.3 MB of weights).
@@ -105,13 +106,16 @@ def official_weights_cached() -> bool:
 
 
 def choose_model(requested: str = "auto") -> ModelChoice:
-    """The model ``requested`` names; for ``auto``: official weights if cached, else demo, else untrained."""
+    """The model ``requested`` names (``demo`` and ``untrained-tiny`` by their labels); for ``auto``: official
+    weights if cached, else demo, else untrained."""
     from triposr import ModelNotAvailable
     from triposr.loading import resolve_source
 
     if requested not in ("auto", ""):
         if requested == UNTRAINED:
             return ModelChoice(UNTRAINED, "untrained", UNTRAINED_LABEL)
+        if requested == DEMO:
+            return ModelChoice(DEMO, "demo", DEMO_LABEL)
         return ModelChoice(requested, "explicit", f"model {requested}")
     if official_weights_cached():
         return ModelChoice(OFFICIAL, "official", f"official {OFFICIAL} weights (from the local Hugging Face cache)")
@@ -120,7 +124,7 @@ def choose_model(requested: str = "auto") -> ModelChoice:
     except ModelNotAvailable:
         pass
     else:
-        return ModelChoice(DEMO, "demo", "the project's bundled demo model (small, trained; not the official weights)")
+        return ModelChoice(DEMO, "demo", DEMO_LABEL)
     return ModelChoice(UNTRAINED, "untrained", UNTRAINED_LABEL)
 
 
