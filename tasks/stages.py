@@ -55,7 +55,7 @@ from asset3d.pipeline.options import (
 )
 from asset3d.pipeline.photos import Discovery, Fetched, PhotoFacts, PhotoRef, Prepared, Refusal
 from asset3d.pipeline.publishing import Staged
-from asset3d.pipeline.records import Plan, RunContext
+from asset3d.pipeline.records import Claim, Plan, RunContext
 from asset3d.pipeline.vocabulary import Stage
 from storage.catalogue import AssetRecord, ConvertedPhoto, FailureRecord, RunStatus
 from tasks.policy import CACHE_FOR, RETRIES, RETRY_DELAY_S, RETRY_JITTER, content_key, retry_transient
@@ -151,6 +151,12 @@ def fetch(ref: PhotoRef, options: FetchOptions) -> Timed[Fetched]:
 def check_bytes(ctx: RunContext, ref: PhotoRef, facts: PhotoFacts, done: ConvertedPhoto | None) -> Timed[bool]:
     """True (and the photo row takes the new ETag) when a re-listed photo's bytes are the converted ones."""
     return _run(Step.check_bytes, ctx, ref, facts, done)
+
+
+@task(name=Step.claim.value, task_run_name="claim {photo_uri}", **_UNCACHED)
+def claim(ctx: RunContext, photo_uri: str, conversion_key: str, ttl_s: float, recheck: bool = True) -> Timed[Claim]:
+    """A lease on the photo's conversion, unless an overlapping run holds it or recorded it."""
+    return _run(Step.claim, ctx, photo_uri, conversion_key, ttl_s, recheck)
 
 
 @task(name=Step.intake.value, task_run_name="intake {name}", **_cached(_intake_key))
@@ -260,6 +266,7 @@ TASKS: dict[Step, Task[..., Any]] = {
     Step.finish_run: finish_run,
     Step.fetch: fetch,
     Step.check_bytes: check_bytes,
+    Step.claim: claim,
     Step.intake: intake,
     Step.reconstruct: reconstruct,
     Step.build: build,

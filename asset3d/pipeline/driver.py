@@ -60,6 +60,7 @@ class Step(StrEnum):
     plan = "plan"
     fetch = "fetch"
     check_bytes = "check-bytes"
+    claim = "claim"
     intake = "intake"
     reconstruct = "reconstruct"
     build = "build"
@@ -78,6 +79,7 @@ STEP_FUNCTIONS: dict[Step, Callable[..., Any]] = {
     Step.plan: records.plan,
     Step.fetch: photos.fetch_photo,
     Step.check_bytes: records.check_bytes,
+    Step.claim: records.claim,
     Step.intake: photos.prepare_photo,
     Step.reconstruct: models.reconstruct,
     Step.build: assets.build,
@@ -94,6 +96,7 @@ STAGE_OF: dict[Step, Stage] = {
     Step.discover: Stage.discover,
     Step.fetch: Stage.fetch,
     Step.check_bytes: Stage.record,
+    Step.claim: Stage.record,
     Step.intake: Stage.intake,
     Step.reconstruct: Stage.reconstruct,
     Step.build: Stage.build,
@@ -287,7 +290,7 @@ class Driver:
             f"{self.kind}: {total} photos, {len(plan.todo)} to convert, {len(plan.skipped)} already converted, "
             f"{len(discovery.refused)} refused; model: {ctx.model_label}"
         )
-        batch = _Batch(self, ctx, plan, outcomes)
+        batch = _Batch(self, ctx, plan, outcomes, force=force)
         for uri in plan.skipped:
             batch.finished(outcomes[uri])
         for refusal in discovery.refused:
@@ -327,8 +330,11 @@ class Driver:
 class _Batch:
     """One batch's photos in flight: starts each step when its input is ready and records outcomes."""
 
-    def __init__(self, driver: Driver, ctx: RunContext, plan: records.Plan, outcomes: dict[str, PhotoOutcome]) -> None:
+    def __init__(
+        self, driver: Driver, ctx: RunContext, plan: records.Plan, outcomes: dict[str, PhotoOutcome], *, force: bool = False
+    ) -> None:
         self.d, self.ctx, self.o = driver, ctx, driver.options
+        self.force = force
         self.known: Mapping[str, ConvertedPhoto] = plan.known
         self.sizes = plan.sizes
         self.outcomes = outcomes
@@ -338,6 +344,8 @@ class _Batch:
         self.admitted = 0  # photos admitted and not finished
         self.front = 0  # photos in fetch or intake
         self.ready: list[tuple[PhotoRef, Prepared]] = []
+        #: photos whose bytes another photo of this batch is already taking through intake and reconstruction
+        self.followers: dict[str, list[PhotoRef]] = {}
         self.facts: dict[str, PhotoFacts] = {}
         self.finished_count = 0
         self.total = len(outcomes)
@@ -417,7 +425,30 @@ class _Batch:
         if done is not None and done.sha256 == fetched.sha256:  # a new ETag, the same bytes
             self.submit(Step.check_bytes, (ref, fetched), self.ctx, ref, fetched.facts(), done)
         else:
+            self.claim(ref, fetched)
+
+    def claim(self, ref: PhotoRef, fetched: Fetched) -> None:
+        """Take a lease on the photo's conversion before any costly work (overlapping runs skip it)."""
+        key = conversion_key(fetched.sha256, self.ctx.params_hash, self.ctx.weights_sha256)
+        self.submit(Step.claim, (ref, fetched), self.ctx, ref.uri, key, self.o.lease_s, not self.force)
+
+    def on_claim(self, item: tuple[PhotoRef, Fetched], r: StepResult) -> None:
+        ref, fetched = item
+        if not r.ok:
+            self.front -= 1
+            return self.fail(ref, Step.claim, r.value)
+        claim: records.Claim = r.value
+        if claim.ok and fetched.sha256 in self.followers:  # the same bytes are already on their way (another SKU)
+            self.front -= 1
+            self.followers[fetched.sha256].append(ref)
+            return
+        if claim.ok:
+            self.followers[fetched.sha256] = []
             self.submit(Step.intake, ref, fetched, self.o.intake, ref.uri)
+            return
+        self.front -= 1
+        self.outcomes[ref.uri].other_run(claim.holder_run, claim.asset)
+        self.leave(ref)
 
     def on_check_bytes(self, item: tuple[PhotoRef, Fetched], r: StepResult) -> None:
         ref, fetched = item
@@ -429,28 +460,36 @@ class _Batch:
             self.front -= 1
             self.fail(ref, Step.check_bytes, r.value)
         else:
-            self.submit(Step.intake, ref, fetched, self.o.intake, ref.uri)
+            self.claim(ref, fetched)
+
+    def together(self, ref: PhotoRef, sha256: str) -> list[PhotoRef]:
+        """``ref`` and the photos that wait on its computation (same bytes, other URIs), which ends here."""
+        return [ref, *self.followers.pop(sha256, [])]
 
     def on_intake(self, ref: PhotoRef, r: StepResult) -> None:
         self.front -= 1
         if not r.ok:
-            return self.fail(ref, Step.intake, r.value)
+            for each in self.together(ref, self.facts[ref.uri].sha256):  # the same bytes, the same refusal
+                self.fail(each, Step.intake, r.value)
+            return
         self.timing(ref, Stage.intake, r)
         self.ready.append((ref, r.value))
 
     def on_reconstruct(self, batch: list[tuple[PhotoRef, Prepared]], r: StepResult) -> None:
         if not r.ok:  # the whole micro-batch failed (device, memory): no photo's fault, try them again next run
-            for ref, _ in batch:
-                self.fail(ref, Step.reconstruct, r.value, settle=False)
+            for ref, prepared in batch:
+                for each in self.together(ref, prepared.sha256):
+                    self.fail(each, Step.reconstruct, r.value, settle=False)
             return
         share = StepResult(True, None, round(r.seconds / len(batch), 4), r.cached)
         for (ref, prepared), recon in zip(batch, r.value, strict=True):
-            if isinstance(recon, BaseException):
-                self.fail(ref, Step.reconstruct, recon)
-                continue
-            self.timing(ref, Stage.reconstruct, share)
-            identity = AssetIdentity(provenance_key(self.ctx, prepared), ref.sku, ref.uri, self.size_of(ref))
-            self.submit(Step.build, ref, prepared, recon, self.o.build, self.o.machine, identity)
+            for each in self.together(ref, prepared.sha256):  # one computation, an asset per photo
+                if isinstance(recon, BaseException):
+                    self.fail(each, Step.reconstruct, recon)
+                    continue
+                self.timing(each, Stage.reconstruct, share if each is ref else StepResult(True, None, 0.0, True))
+                identity = AssetIdentity(provenance_key(self.ctx, prepared), each.sku, each.uri, self.size_of(each))
+                self.submit(Step.build, each, prepared, recon, self.o.build, self.o.machine, identity)
 
     def on_build(self, ref: PhotoRef, r: StepResult) -> None:
         if not r.ok:

@@ -122,6 +122,8 @@ class StageOptions:
     product_size: ProductSize | None = None
     #: the weights every photo of the run must be converted with (a server's conversion parameters)
     weights_sha256: str | None = None
+    #: how long a claim on a conversion lasts (an overlapping run leaves claimed photos alone)
+    lease_s: float = 3600.0
 
     @classmethod
     def from_settings(cls, s: Settings) -> StageOptions:
@@ -139,6 +141,7 @@ class StageOptions:
                 ProductSize(s.width_m, s.height_m, s.depth_m, source="flag") if (s.width_m or s.height_m or s.depth_m) else None
             ),
             weights_sha256=s.weights_sha256,
+            lease_s=s.lease_s,
         )
 
     def conversion_params(self) -> dict[str, Any]:

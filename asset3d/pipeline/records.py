@@ -195,6 +195,30 @@ def _photo_row(cat: Catalogue, ref: PhotoRef, facts: PhotoFacts) -> int:
     return photo.id
 
 
+@dataclass(frozen=True)
+class Claim:
+    """Whether this run may convert a photo: ``ok``, or which run holds (or made) its conversion."""
+
+    ok: bool
+    holder_run: int | None = None
+    asset: AssetRecord | None = None
+
+
+def claim(ctx: RunContext, photo_uri: str, conversion_key: str, ttl_s: float, recheck: bool = True) -> Claim:
+    """Claim a photo's conversion for this run (a lease in the catalogue), unless an overlapping run holds it
+    or (with ``recheck``) has recorded it since this run's plan."""
+    import hashlib
+
+    cat = open_catalogue(ctx.catalogue_url)
+    if recheck:
+        done = cat.asset_by_key(photo_uri, conversion_key)
+        if done is not None and done.run_id != ctx.run_id:
+            return Claim(False, done.run_id, done)
+    lease = hashlib.sha256(f"{conversion_key}:{photo_uri}".encode()).hexdigest()  # this photo's conversion
+    holder = cat.claim(lease, ctx.run_id, ttl_s=ttl_s)
+    return Claim(holder is None, holder)
+
+
 def check_bytes(ctx: RunContext, ref: PhotoRef, facts: PhotoFacts, done: ConvertedPhoto | None) -> bool:
     """True when a re-listed photo (new ETag) has the bytes it was converted from; its row takes the new
     ETag, so the next run skips it without downloading it."""

@@ -108,6 +108,7 @@ class Settings(BaseSettings):
     retry_jitter: float = Field(0.5, ge=0, le=2)
     cache_days: float = Field(7.0, gt=0, description="how long task results stay reusable")
     max_in_flight: int = Field(0, ge=0, description="photos between download and build at once (0: from the worker's memory)")
+    lease_s: float = Field(3600.0, gt=0, description="how long a run's claim on a photo's conversion lasts (overlapping runs)")
     fan_out: int = Field(0, ge=0, description="photos per sub-batch run via run_deployment (0: convert here)")
     deployment: str = Field("convert-batch/convert-batch", description="deployment the sub-batches run on")
     # triggers and shared results (read from the worker's own environment / config file, never from a run's

@@ -55,6 +55,15 @@ class PhotoOutcome:
     def fail(self, stage: Stage | str, reason: str, message: str) -> None:
         self.status, self.stage, self.reason, self.message = PhotoStatus.failed, str(Stage(stage).value), reason, message
 
+    def other_run(self, run_id: int | None, asset: AssetRecord | None) -> None:
+        """An overlapping run converts (or converted) this photo: not done twice here."""
+        self.status = PhotoStatus.other_run
+        if asset is not None:
+            self.asset_id, self.glb_uri, self.faces = asset.id, asset.glb_uri, asset.faces
+            self.message = f"converted by run {run_id} (asset {asset.id}, {asset.status.value})"
+        else:
+            self.message = f"being converted by run {run_id}"
+
     def skipped(self, done: ConvertedPhoto) -> None:
         """Already converted with this model and these parameters: nothing downloaded or written."""
         self.status = PhotoStatus.skipped

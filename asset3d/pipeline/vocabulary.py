@@ -39,6 +39,7 @@ class PhotoStatus(StrEnum):
     rejected = "rejected"  # built, refused by the gate (a reviewer may overturn it)
     failed = "failed"  # a stage failed (stage, reason, message)
     skipped = "skipped"  # already converted with this model and these parameters
+    other_run = "other_run"  # converted (or being converted) by an overlapping run: not done twice
 
     @property
     def is_failure(self) -> bool:

@@ -6,8 +6,10 @@ Create Date: 2026-12-02
 
 * ``runs.pid``: the process of a run started without Prefect (``asset3d convert``), with ``host`` it tells
   `asset3d gc` whether a run still marked ``running`` lost its process;
-* ``leases``: a conversion (by conversion key) claimed by a running run until ``expires_at``, so an
-  overlapping run does not convert the same photo again.
+* ``leases``: a photo's conversion claimed by a running run until ``expires_at``, so an overlapping run does
+  not convert the same photo again;
+* ``assets``: the conversion key is unique per photo, no longer in the whole table: two photos with the same
+  bytes (the same product photo under two SKUs) are two assets of one shared computation.
 """
 
 from collections.abc import Sequence
@@ -33,9 +35,17 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("conversion_key", name=op.f("pk_leases")),
     )
     op.create_index(op.f("ix_leases_expires_at"), "leases", ["expires_at"])
+    with op.batch_alter_table("assets") as batch:
+        batch.drop_constraint("uq_assets_conversion_key", type_="unique")
+        batch.create_unique_constraint("uq_assets_photo_id_conversion_key", ["photo_id", "conversion_key"])
+        batch.create_index("ix_assets_conversion_key", ["conversion_key"])
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("assets") as batch:
+        batch.drop_index("ix_assets_conversion_key")
+        batch.drop_constraint("uq_assets_photo_id_conversion_key", type_="unique")
+        batch.create_unique_constraint("uq_assets_conversion_key", ["conversion_key"])
     op.drop_table("leases")
     with op.batch_alter_table("runs") as batch:
         batch.drop_column("pid")

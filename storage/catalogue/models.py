@@ -7,8 +7,9 @@
                      |           |--* review_events   every review decision, with from/to status
                      *--* failures *--1 runs          a stage that failed for a photo in a run
 
-* ``assets.conversion_key`` is unique: sha256 of (photo sha256, parameters hash, weights sha256), see
-  `storage.catalogue.service.conversion_key`. ``(photo_id, version)`` is unique too: a new model or new
+* ``(assets.photo_id, assets.conversion_key)`` is unique: the key is sha256 of (photo sha256, parameters
+  hash, weights sha256), see `storage.catalogue.service.conversion_key`; two photos with the same bytes (two
+  SKUs) share the key and have an asset each. ``(photo_id, version)`` is unique too: a new model or new
   parameters for the same photo give version N+1.
 * ``assets.status`` is constrained (CHECK) to `AssetStatus`; ``runs.status`` to `RunStatus`.
 * All times are timezone-aware UTC (`UTCDateTime`), on SQLite as well.
@@ -183,13 +184,14 @@ class Asset(Base):
     __tablename__ = "assets"
     __table_args__ = (
         UniqueConstraint("photo_id", "version"),
+        UniqueConstraint("photo_id", "conversion_key"),
         Index("ix_assets_status_created_at", "status", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     photo_id: Mapped[int] = mapped_column(ForeignKey("photos.id"), index=True)
     run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id"), index=True)
-    conversion_key: Mapped[str] = mapped_column(String(64), unique=True)
+    conversion_key: Mapped[str] = mapped_column(String(64), index=True)
     photo_sha256: Mapped[str] = mapped_column(String(64))
     params_hash: Mapped[str] = mapped_column(String(64))
     weights_sha256: Mapped[str] = mapped_column(String(64))

@@ -21,7 +21,7 @@ Every method runs in its own transaction and returns frozen dataclass records (n
 escape). Errors are `storage.catalogue.errors`; database outages become `CatalogueUnavailable` with the
 URL redacted.
 
-Idempotency: ``record_asset`` is keyed by `conversion_key` (photo sha256 + parameters hash + weights
+Idempotency: ``record_asset`` is keyed by the photo and its `conversion_key` (photo sha256 + parameters hash + weights
 sha256, unique in the table): recording the same conversion again, also from two processes at the same
 moment, returns the one existing asset with ``created=False``.
 """
@@ -417,6 +417,14 @@ class Catalogue:
 
         return self._retry_on_conflict(go)
 
+    def asset_by_key(self, photo_uri: str, conversion_key: str) -> AssetRecord | None:
+        """The asset a photo has for a conversion key, if one was recorded."""
+        with self._tx() as s:
+            a = s.scalar(
+                select(Asset).join(Photo, Asset.photo_id == Photo.id).where(Photo.uri == photo_uri, Asset.conversion_key == conversion_key)
+            )
+            return asset_record(a, a.photo.product.sku) if a is not None else None
+
     def release(self, conversion_key: str, run_id: int) -> None:
         """Give a claim back (only the claiming run's)."""
         with self._tx() as s:
@@ -469,7 +477,7 @@ class Catalogue:
             with self._tx() as s:
                 photo = self._get(s, Photo, photo_id, "photo")
                 key = conversion_key(photo.sha256, params_hash, weights_sha256)
-                found = s.scalar(select(Asset).where(Asset.conversion_key == key))
+                found = s.scalar(select(Asset).where(Asset.photo_id == photo_id, Asset.conversion_key == key))
                 if found is not None:
                     return asset_record(found, photo.product.sku), False
                 if run_id is not None:

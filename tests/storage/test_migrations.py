@@ -58,7 +58,7 @@ def test_naming_convention_gives_stable_constraint_names(migrated_url: str) -> N
     engine = make_engine(migrated_url)
     insp = inspect(engine)
     assert {u["name"] for u in insp.get_unique_constraints("assets")} == {
-        "uq_assets_conversion_key", "uq_assets_photo_id_version",
+        "uq_assets_photo_id_conversion_key", "uq_assets_photo_id_version",
     }  # fmt: skip
     assert {fk["name"] for fk in insp.get_foreign_keys("assets")} == {
         "fk_assets_photo_id_photos", "fk_assets_run_id_runs", "fk_assets_superseded_by_id_assets",
