@@ -7,6 +7,9 @@
 * a Hugging Face hub id such as `stabilityai/TripoSR`, resolved with huggingface_hub (its cache and
   `HF_HUB_OFFLINE` respected).
 
+`fetch_model(hub_id)` downloads a hub model into the Hugging Face cache (what `asset3d model fetch` and
+`asset3d demo` run).
+
 Weights are read with safetensors or `torch.load(weights_only=True)`, never with a full unpickler; a
 checkpoint that would run code is refused. Missing weights raise `ModelNotAvailable`, whose message
 names what is missing and the command that fetches it.
@@ -14,11 +17,12 @@ names what is missing and the command that fetches it.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import pickle
 import socket
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import torch
@@ -153,6 +157,58 @@ def _hub_files(hub_id: str) -> tuple[Path, Path]:
         f"model {hub_id!r}: config found but no weights ({'; '.join(errors)}); "
         f"run `{fetch_command(hub_id)}` where the hub can be reached"
     )
+
+
+@contextlib.contextmanager
+def _progress_bars(show: bool) -> Iterator[None]:
+    """huggingface_hub's download bars as asked (`HF_HUB_DISABLE_PROGRESS_BARS` keeps the last word)."""
+    from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+
+    if show or are_progress_bars_disabled():
+        yield
+        return
+    disable_progress_bars()
+    try:
+        yield
+    finally:
+        enable_progress_bars()
+
+
+def fetch_model(hub_id: str, progress: bool = True) -> tuple[Path, Path]:
+    """Download a hub model's config.yaml and weights into the Hugging Face cache; (config, weights) paths.
+
+    The weights are the first of `WEIGHT_NAMES` the repo holds (``stabilityai/TripoSR`` has ``model.ckpt``).
+    Files already in the cache with the hub's ETag are not downloaded again. huggingface_hub draws a
+    progress bar per file on stderr unless ``progress`` is False.
+
+    Raises
+    ------
+    ModelNotAvailable
+        ``HF_HUB_OFFLINE`` is set, the endpoint (`hub_endpoint`) does not accept a connection within
+        `hub_reachable`'s 3 s, or a download fails; the message is one line that says which.
+    """
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import RemoteEntryNotFoundError
+
+    if hub_offline():
+        raise ModelNotAvailable(f"HF_HUB_OFFLINE is set, so {hub_id} cannot be downloaded")
+    if not hub_reachable():
+        raise ModelNotAvailable(
+            f"cannot open a connection to {hub_endpoint()} (no route, DNS or firewall), so {hub_id} cannot be downloaded here"
+        )
+    missing: list[str] = []
+    try:
+        with _progress_bars(progress):
+            config = Path(hf_hub_download(hub_id, CONFIG_NAME, endpoint=hub_endpoint()))
+            for name in WEIGHT_NAMES:
+                try:
+                    return config, Path(hf_hub_download(hub_id, name, endpoint=hub_endpoint()))
+                except RemoteEntryNotFoundError:  # the repo answered: no such file
+                    missing.append(name)
+    except Exception as exc:  # any network or hub failure (huggingface_hub and httpx errors) is reported as one line
+        detail = (str(exc).strip().splitlines() or [""])[0]
+        raise ModelNotAvailable(f"could not download {hub_id} from {hub_endpoint()} ({type(exc).__name__}: {detail})") from None
+    raise ModelNotAvailable(f"{hub_id} on {hub_endpoint()} has {CONFIG_NAME} but no weights ({' or '.join(missing)})")
 
 
 def resolve_source(source: str | os.PathLike[str]) -> tuple[Path, Path, str]:

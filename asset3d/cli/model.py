@@ -32,7 +32,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     fetch = msub.add_parser(
         "fetch",
         help="download a hub model (config.yaml + weights) into the local cache",
-        description="Download config.yaml and the weights of a hub model into the Hugging Face cache.",
+        description=(
+            "Download config.yaml and the weights of a hub model into the Hugging Face cache (HF_HOME; the hub is "
+            "HF_ENDPOINT), with a progress bar, and print the weights' sha256. Cached files are not downloaded again."
+        ),
     )
     fetch.add_argument("hub_id", metavar="HUB_ID", help="e.g. stabilityai/TripoSR")
     fetch.set_defaults(func=run_fetch)
@@ -78,35 +81,19 @@ def run_info(args: argparse.Namespace) -> int:
 
 
 def run_fetch(args: argparse.Namespace) -> int:
-    from huggingface_hub import hf_hub_download
+    from triposr.loading import ModelNotAvailable, fetch_model, hub_offline, sha256_file
 
-    from triposr.loading import CONFIG_NAME, hub_endpoint, hub_offline, hub_reachable
-
-    if hub_offline():
-        print(
-            f"asset3d model fetch: HF_HUB_OFFLINE is set, so {args.hub_id} cannot be downloaded; "
-            "unset it on a machine that can reach the Hugging Face hub and run this command again.",
-            file=sys.stderr,
-        )
-        return 2
-    if not hub_reachable():
-        print(
-            f"asset3d model fetch: cannot open a connection to {hub_endpoint()} (no route, DNS or firewall), "
-            f"so {args.hub_id} cannot be downloaded here; run the same command where the hub can be reached, "
-            "then copy the cache (HF_HOME) or a folder with config.yaml and model.ckpt here.",
-            file=sys.stderr,
-        )
-        return 2
     try:
-        path = hf_hub_download(args.hub_id, CONFIG_NAME, endpoint=hub_endpoint())
-        weights = hf_hub_download(args.hub_id, "model.ckpt", endpoint=hub_endpoint())
-    except Exception as exc:  # any network or hub failure is reported, not raised
-        print(
-            f"asset3d model fetch: could not download {args.hub_id} ({type(exc).__name__}: {str(exc).splitlines()[0]}). "
-            "This machine may have no route to the Hugging Face hub; run the same command where it has, "
-            "then copy the cache (HF_HOME) or a folder with config.yaml and model.ckpt here.",
-            file=sys.stderr,
+        config, weights = fetch_model(args.hub_id)
+    except ModelNotAvailable as exc:
+        advice = (
+            "unset it on a machine that can reach the Hugging Face hub and run this command again"
+            if hub_offline()
+            else "run the same command where the hub can be reached, then copy the cache (HF_HOME) "
+            "or a folder with config.yaml and model.ckpt here"
         )
+        print(f"asset3d model fetch: {exc}; {advice}.", file=sys.stderr)
         return 2
-    print(f"fetched {args.hub_id}: {path}, {weights}")
+    print(f"fetched {args.hub_id}: {config}, {weights}")
+    print(f"weights sha256 {sha256_file(weights)}")
     return 0

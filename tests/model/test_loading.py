@@ -119,3 +119,21 @@ def test_cached_hub_model_loads_without_a_route_to_the_hub(
 def test_source_that_is_neither_folder_nor_hub_id(tmp_path: Path) -> None:
     with pytest.raises(ModelNotAvailable, match="neither a model folder nor a hub id"):
         load_model(tmp_path / "does-not-exist")
+
+
+def test_fetch_from_a_repo_without_weights_names_what_is_missing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_fixture: dict[str, Any]
+) -> None:
+    """`fetch_model` against a stand-in hub (`HF_ENDPOINT` on loopback) whose repo has a config and no weights."""
+    from hub_stand_in import hub_stand_in
+
+    from triposr.loading import fetch_model
+
+    cache = _no_route_to_the_hub(tmp_path, monkeypatch, offline=False)
+    repo = _folder(tmp_path, tiny_fixture, "model.ckpt")
+    (repo / "model.ckpt").unlink()
+    with hub_stand_in({"someone/config-only": repo}) as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.endpoint)
+        with pytest.raises(ModelNotAvailable, match=r"has config.yaml but no weights \(model.safetensors or model.ckpt\)"):
+            fetch_model("someone/config-only", progress=False)
+    assert any(cache.rglob("config.yaml"))
