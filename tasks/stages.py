@@ -239,9 +239,15 @@ def record(ctx: RunContext, ref: PhotoRef, facts: PhotoFacts, built: BuiltAsset,
 
 
 @task(name=Step.release.value, task_run_name="release asset {asset_id}", **_UNCACHED)
-def release(ctx: RunContext, asset_id: int, staged: Staged) -> Timed[AssetRecord]:
+def release(ctx: RunContext, asset_id: int, staged: Staged | None) -> Timed[AssetRecord]:
     """The manifest of a gate-approved asset, then its publication in the catalogue."""
     return _run(Step.release, ctx, asset_id, staged)
+
+
+@task(name=Step.heal.value, task_run_name="heal asset {asset_id}", **_UNCACHED)
+def heal(ctx: RunContext, asset_id: int, staged: Staged | None) -> Timed[AssetRecord]:
+    """The manifest of an approved asset an earlier run recorded but could not publish."""
+    return _run(Step.heal, ctx, asset_id, staged)
 
 
 @task(name=Step.record_failure.value, task_run_name="record failure {ref.key}", **_UNCACHED)
@@ -273,6 +279,7 @@ TASKS: dict[Step, Task[..., Any]] = {
     Step.publish: publish,
     Step.record: record,
     Step.release: release,
+    Step.heal: heal,
     Step.record_failure: record_failure,
     Step.record_refusal: record_refusal,
 }

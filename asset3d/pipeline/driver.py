@@ -67,6 +67,7 @@ class Step(StrEnum):
     publish = "publish"
     record = "record"
     release = "release"
+    heal = "heal"
     record_failure = "record-failure"
     record_refusal = "record-refusal"
     finish_run = "finish-run"
@@ -86,6 +87,7 @@ STEP_FUNCTIONS: dict[Step, Callable[..., Any]] = {
     Step.publish: assets.stage,
     Step.record: records.record_asset,
     Step.release: records.release,
+    Step.heal: records.release,
     Step.record_failure: records.record_failure,
     Step.record_refusal: records.record_refusal,
     Step.finish_run: records.finish_run,
@@ -103,6 +105,7 @@ STAGE_OF: dict[Step, Stage] = {
     Step.publish: Stage.publish,
     Step.record: Stage.record,
     Step.release: Stage.publish,
+    Step.heal: Stage.publish,
 }
 
 
@@ -206,6 +209,20 @@ def provenance_key(ctx: RunContext, prepared: Prepared) -> str:
     return conversion_key(prepared.sha256, ctx.params_hash, ctx.weights_sha256)
 
 
+def needs_release(done: ConvertedPhoto) -> bool:
+    """A converted photo whose approved asset was recorded but never released (no manifest yet)."""
+    return done.status in (AssetStatus.auto_approved, AssetStatus.approved) and not done.published and bool(done.glb_uri)
+
+
+def _under(uri: str, dest: str) -> bool:
+    from storage import open_store
+
+    try:
+        return uri.startswith(open_store(dest).uri.rstrip("/") + "/")
+    except Exception:  # an unusable dest has been reported elsewhere
+        return True
+
+
 def wants_release(asset: AssetRecord) -> bool:
     """The manifest decision: an asset the gate approved and that is not published yet is released now;
     anything the gate held waits for a reviewer (`asset3d.pipeline.review.decide`)."""
@@ -278,8 +295,15 @@ class Driver:
         for refusal in discovery.refused:
             o = outcomes.setdefault(refusal.uri, PhotoOutcome(refusal.uri, ""))
             o.fail(Stage.discover, refusal.reason, refusal.message)
+        unreleased = {uri: done for uri, done in plan.skipped.items() if needs_release(done)}
         for uri, done in plan.skipped.items():
             outcomes[uri].skipped(done)
+        elsewhere = [done for uri, done in plan.skipped.items() if done.glb_uri and not _under(done.glb_uri, self.options.publish.dest)]
+        if elsewhere:
+            self.report.warning(
+                f"{len(elsewhere)} photos were converted earlier into another destination (e.g. {elsewhere[0].glb_uri}); "
+                f"nothing of theirs is published into {self.options.publish.dest}: the catalogue keeps one place per asset"
+            )
         summary = BatchSummary(
             kind=self.kind, outcomes=list(outcomes.values()), model_label=ctx.model_label, model_id=ctx.model_id,
             weights_sha256=ctx.weights_sha256, run_ids=[ctx.run_id], flow_run_id=ctx.flow_run_id,
@@ -292,7 +316,10 @@ class Driver:
         )
         batch = _Batch(self, ctx, plan, outcomes, force=force)
         for uri in plan.skipped:
-            batch.finished(outcomes[uri])
+            if uri in unreleased:  # recorded and approved, but its manifest never came (a run lost after record)
+                batch.heal(uri, unreleased[uri])
+            else:
+                batch.finished(outcomes[uri])
         for refusal in discovery.refused:
             batch.refuse(refusal)
         if fan_out is not None and self.settings.fan_out and len(plan.todo) > self.settings.fan_out:
@@ -303,6 +330,7 @@ class Driver:
             batch.wait()
         else:
             batch.run(plan.todo)
+        batch.retry_pending_failures()
         return summary
 
     @staticmethod
@@ -346,6 +374,8 @@ class _Batch:
         self.ready: list[tuple[PhotoRef, Prepared]] = []
         #: photos whose bytes another photo of this batch is already taking through intake and reconstruction
         self.followers: dict[str, list[PhotoRef]] = {}
+        #: failure rows the catalogue could not take yet (`retry_pending_failures`)
+        self.pending: list[tuple[PhotoRef, tuple[Any, ...]]] = []
         self.facts: dict[str, PhotoFacts] = {}
         self.finished_count = 0
         self.total = len(outcomes)
@@ -374,7 +404,8 @@ class _Batch:
         self.outcomes[ref.uri].fail(stage, reason, message)
         self.d.report.warning(f"{ref.uri} failed at {stage.value}: {message}")
         facts = self.facts.get(ref.uri) or getattr(error, "facts", None)
-        self.submit(Step.record_failure, ref, self.ctx, ref, stage, error, facts, settle)
+        args = (self.ctx, ref, stage, error, facts, settle)
+        self.submit(Step.record_failure, (ref, args), *args)
 
     def size_of(self, ref: PhotoRef) -> ProductSize | None:
         """The product's real-world size: the run's flags, else the sidecar's, else the catalogue's product."""
@@ -527,10 +558,35 @@ class _Batch:
         o.converted(r.value, built, staged.glb_uri)
         self.leave(ref)
 
-    def on_record_failure(self, ref: PhotoRef, r: StepResult) -> None:
+    def heal(self, uri: str, done: ConvertedPhoto) -> None:
+        """Release an asset an earlier run recorded as approved but could not publish (no manifest)."""
+        self.submit(Step.heal, (uri, done), self.ctx, done.asset_id, None)
+
+    def on_heal(self, item: tuple[str, ConvertedPhoto], r: StepResult) -> None:
+        uri, done = item
+        o = self.outcomes[uri]
+        if r.ok:
+            o.status, o.message = PhotoStatus.published, f"published now: asset {done.asset_id} was recorded without its manifest"
+        else:
+            o.fail(Stage.publish, *describe(r.value))
+            self.d.report.warning(f"{uri}: asset {done.asset_id} is still unpublished: {describe(r.value)[1]}")
+        self.finished(o)
+
+    def on_record_failure(self, item: tuple[PhotoRef, tuple[Any, ...]], r: StepResult) -> None:
+        ref, args = item
         if not r.ok:
-            self.d.report.warning(f"could not record the failure of {ref.uri} in the catalogue: {describe(r.value)[1]}")
+            self.pending.append((ref, args))
+            self.d.report.warning(f"could not record the failure of {ref.uri} in the catalogue yet: {describe(r.value)[1]}")
         self.leave(ref)
+
+    def retry_pending_failures(self) -> None:
+        """Failure rows the catalogue refused during the batch (an outage), written once it answers again; a
+        photo whose row still cannot be written is tried again by the next run (it has no asset)."""
+        pending, self.pending = self.pending, []
+        for ref, args in pending:
+            r = self.d.runner.call(Step.record_failure, *args)
+            if not r.ok:
+                self.d.report.warning(f"the failure of {ref.uri} is not recorded ({describe(r.value)[1]}); the next run tries it again")
 
     def on_record_refusal(self, refusal: photos.Refusal, r: StepResult) -> None:
         if not r.ok:

@@ -250,13 +250,14 @@ def record_asset(ctx: RunContext, ref: PhotoRef, facts: PhotoFacts, built: Built
     return asset
 
 
-def release(ctx: RunContext, asset_id: int, staged: Staged) -> AssetRecord:
-    """The gate approved the asset: its manifest (listing the staged files), then the catalogue's
-    publication (`asset3d.pipeline.review.publish_approved`). Returns the asset as it now stands."""
+def release(ctx: RunContext, asset_id: int, staged: Staged | None) -> AssetRecord:
+    """The gate approved the asset: its manifest (listing the staged files, or with ``None`` the files stored
+    in its folder), then the catalogue's publication (`asset3d.pipeline.review.publish_approved`). Returns the
+    asset as it now stands."""
     from asset3d.pipeline.review import publish_approved
 
     cat = open_catalogue(ctx.catalogue_url)
-    publish_approved(cat, asset_id, staged.files)
+    publish_approved(cat, asset_id, staged.files if staged is not None else None)
     return cat.get_asset(asset_id)
 
 

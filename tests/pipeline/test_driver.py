@@ -135,3 +135,33 @@ def test_convert_takes_folders_and_sku_relabelling_needs_a_flag(
     finally:
         cat.close()
     assert main(["convert", str(chair), *base, "--sku", "OTHER-1", "--relabel"]) == 0
+
+
+def test_a_run_releases_what_an_earlier_run_recorded_but_never_published(
+    tmp_path: Path, photo_bytes: dict[str, bytes], config_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from sqlalchemy import create_engine, text
+
+    chair = tmp_path / "chair.png"
+    chair.write_bytes(photo_bytes["chair.png"])
+    out, url = tmp_path / "out", f"sqlite:///{tmp_path / 'cat.db'}"
+    args = ["convert", str(chair), "--out", str(out), "--catalogue-url", url, "--config", str(config_file), "--json"]
+    assert main(args) == 0
+    capsys.readouterr()
+    (manifest,) = out.glob("chair/*/manifest.json")
+    manifest.unlink()  # as a run killed after its catalogue row, before its manifest, leaves it
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE assets SET published_at = NULL"))
+    engine.dispose()
+
+    assert main(args) == 0
+    (row,) = json.loads(capsys.readouterr().out)["photos"]
+    assert row["status"] == "published" and "recorded without its manifest" in row["message"]
+    assert manifest.is_file()
+    cat = Catalogue(url)
+    try:
+        (asset,) = cat.sku_history("chair")
+        assert asset.published_at is not None
+    finally:
+        cat.close()
