@@ -38,7 +38,7 @@ from asset3d.pipeline.photos import PhotoRef
 from asset3d.pipeline.records import RunContext
 from asset3d.pipeline.settings import Settings
 from asset3d.pipeline.summary import PhotoOutcome
-from flows.triggers import FAILED_EVENT, batch_resource, source_label
+from flows.triggers import FAILED_EVENT, batch_resource, source_label, source_prefix
 from tasks.policy import configured
 from tasks.stages import TASKS, Timed
 
@@ -237,7 +237,7 @@ def convert_photos(source: Source, settings: Settings, *, kind: str) -> dict[str
     create_markdown_artifact(f"{title}\n\nSource: `{label}`\n{rest}", key=_artifact_key(kind, "summary"), description=f"{kind} {label}: summary")
     if summary.failed:  # the run's state stays Completed (run-batch's exit codes); this is what alerts match
         emit_event(
-            event=FAILED_EVENT, resource=batch_resource(label),
+            event=FAILED_EVENT, resource=batch_resource(source_prefix(source)),
             payload={"source": label, "kind": kind, "failed": len(summary.failed), "photos": len(summary.outcomes), "counts": summary.counts()},
         )  # fmt: skip
         get_run_logger().warning("%s %s: %d of %d photos failed", FAILED_EVENT, label, len(summary.failed), len(summary.outcomes))

@@ -177,13 +177,19 @@ def batch_run_name(kind: str) -> Callable[[], str]:
     return name
 
 
+def source_prefix(source: str | Sequence[SourceItem]) -> str:
+    """A batch's prefix: the source as given, or the folder a list of photos shares."""
+    if isinstance(source, str):
+        return source
+    uris = [item_uri(i) for i in source]
+    return os.path.commonprefix(uris).rpartition("/")[0] + "/" if uris else ""
+
+
 def source_label(source: str | Sequence[SourceItem]) -> str:
     """A batch's source in one line: the prefix as given, or a list's shared folder and photo count."""
     if isinstance(source, str):
         return source
-    uris = [item_uri(i) for i in source]
-    shared = os.path.commonprefix(uris).rpartition("/")[0] + "/" if uris else ""
-    return f"{shared} ({len(uris)} photos)"
+    return f"{source_prefix(source)} ({len(source)} photos)"
 
 
 # -- S3 notifications through SQS: `asset3d listen` -------------------------------------------------------

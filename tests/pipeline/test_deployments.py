@@ -177,11 +177,14 @@ def test_shared_results_go_to_the_s3_bucket_block(
     worker_env: Path, result_cache: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
     """With result_storage_block set, fetch, intake and reconstruct results land in the block's bucket folder
-    (where any worker finds them), and build results stay on the worker."""
+    (where any worker finds them), and build results stay on the worker. The batch has a broken photo: it
+    ends with asset3d.batch.failed and its counts, and its run name, artifact keys and summary name it."""
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
     from prefect_aws import AwsCredentials, S3Bucket
     from prefect_aws.client_parameters import AwsClientParameters
 
     from flows.convert import convert_batch
+    from flows.triggers import batch_resource
     from tasks.policy import shared_result_storage
 
     credentials = AwsCredentials(
@@ -191,14 +194,29 @@ def test_shared_results_go_to_the_s3_bucket_block(
     S3Bucket(bucket_name=bucket, bucket_folder="prefect-results", credentials=credentials).save("asset3d-results", overwrite=True)
     shared_result_storage.cache_clear()
     monkeypatch.setenv("ASSET3D_RESULT_STORAGE_BLOCK", "asset3d-results")
-    upload_photos(s3, bucket, {"chair.png": photo_bytes["chair.png"]})
-    report = convert_batch(f"s3://{bucket}/incoming", dest=f"s3://{bucket}/assets", catalogue_url=postgres_url)
-    assert report["counts"]["published"] == 1, report["photos"]
+    upload_photos(s3, bucket, {n: photo_bytes[n] for n in ("chair.png", "broken.png")})
+    source = f"s3://{bucket}/incoming"
+    report = convert_batch(source, dest=f"s3://{bucket}/assets", catalogue_url=postgres_url)
+    assert report["counts"]["published"] == 1 and report["counts"]["failed"] == 1, report["photos"]
     keys = [o["Key"].removeprefix("prefect-results/") for o in s3.list_objects_v2(Bucket=bucket, Prefix="prefect-results/").get("Contents", [])]
     stages = sorted({k.split("-")[1] for k in keys if k.startswith("asset3d-")})
     assert stages == ["fetch", "intake", "reconstruct"], keys
     assert any("asset3d-build-" in str(p) for p in result_cache.rglob("*"))  # not shared: stays on the worker
     shared_result_storage.cache_clear()
+
+    def failed_events() -> list[dict[str, Any]]:
+        with client() as c:
+            body = {"filter": {"event": {"name": ["asset3d.batch.failed"]}, "resource": {"id": [batch_resource(source)["prefect.resource.id"]]}}}
+            return list(c.request("POST", "/events/filter", json=body).json()["events"])
+
+    (event,) = wait_for("the asset3d.batch.failed event", failed_events, 30)
+    assert event["payload"]["failed"] == 1 and event["payload"]["photos"] == 2 and event["payload"]["source"] == source
+    assert event["payload"]["counts"]["published"] == 1 and event["resource"]["prefect.resource.name"] == source + "/"
+    run_id = report["flow_run_id"]
+    with client() as c:
+        assert c.read_flow_run(run_id).name == f"convert-batch/{source}"
+        artifacts = {a.key: a for a in c.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run_id])))}
+    assert f"Source: `{source}`" in artifacts[f"convert-batch-{run_id}-summary"].data
 
 
 def test_plain_prefect_deploy_all_stores_a_real_time_zone(deployed: dict[str, Any], api: str) -> None:
