@@ -281,12 +281,23 @@ class Driver:
             status = RunStatus.cancelled
             raise
         finally:
-            closed = self.runner.call(Step.finish_run, ctx, status)
+            closed = self.patiently(Step.finish_run, ctx, status)
             if not closed.ok:
                 self.report.warning(f"could not close catalogue run {ctx.run_id}: {describe(closed.value)[1]}")
         counts = summary.counts()
         self.report.info(f"{self.kind} done in {summary.wall_s:.1f} s: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
         return summary
+
+    def patiently(self, step: Step, *args: Any) -> StepResult:
+        """Run a bookkeeping step, waiting out a catalogue outage for up to ``catalogue_patience_s``: the end of
+        a batch (its run row, failure rows the outage refused) is worth waiting for."""
+        deadline = time.monotonic() + self.settings.catalogue_patience_s
+        while True:
+            result = self.runner.call(step, *args)
+            if result.ok or not is_transient(result.value) or time.monotonic() >= deadline:
+                return result
+            self.report.warning(f"the catalogue does not answer ({describe(result.value)[1]}); waiting to {step.value}")
+            time.sleep(min(2.0, max(0.0, deadline - time.monotonic())))
 
     def _convert(self, ctx: RunContext, discovery: Discovery, *, force: bool, fan_out: FanOut | None, since: datetime) -> BatchSummary:
         planned = self.runner.call(Step.plan, discovery.refs, ctx, force)
@@ -584,7 +595,7 @@ class _Batch:
         photo whose row still cannot be written is tried again by the next run (it has no asset)."""
         pending, self.pending = self.pending, []
         for ref, args in pending:
-            r = self.d.runner.call(Step.record_failure, *args)
+            r = self.d.patiently(Step.record_failure, *args)
             if not r.ok:
                 self.d.report.warning(f"the failure of {ref.uri} is not recorded ({describe(r.value)[1]}); the next run tries it again")
 

@@ -108,7 +108,19 @@ class Settings(BaseSettings):
     retry_jitter: float = Field(0.5, ge=0, le=2)
     cache_days: float = Field(7.0, gt=0, description="how long task results stay reusable")
     max_in_flight: int = Field(0, ge=0, description="photos between download and build at once (0: from the worker's memory)")
+    # time and memory bounds (docs/reliability.md): a stage's deadline counts from its first attempt, retries
+    # included; once it has passed (or the next attempt would not fit before it) the photo fails there
+    deadline_fetch_s: float = Field(120.0, gt=0, description="one photo's download, retries included")
+    deadline_intake_s: float = Field(300.0, gt=0, description="one photo's intake, retries included")
+    deadline_reconstruct_s: float = Field(900.0, gt=0, description="one reconstruction micro-batch, retries included")
+    deadline_build_s: float = Field(600.0, gt=0, description="one asset's build, retries included")
+    deadline_publish_s: float = Field(300.0, gt=0, description="one asset's files, or its manifest, retries included")
+    max_photo_pixels: int = Field(50_000_000, ge=1, description="larger photos (width x height) are refused before decoding")
+    pixel_budget: int = Field(0, ge=0, description="decoded pixels of all photos of a worker process at once (0: from its memory)")
     lease_s: float = Field(3600.0, gt=0, description="how long a run's claim on a photo's conversion lasts (overlapping runs)")
+    catalogue_patience_s: float = Field(
+        60.0, ge=0, description="how long the end of a batch waits for a catalogue that stopped answering (run row, failure rows)"
+    )
     fan_out: int = Field(0, ge=0, description="photos per sub-batch run via run_deployment (0: convert here)")
     deployment: str = Field("convert-batch/convert-batch", description="deployment the sub-batches run on")
     # triggers and shared results (read from the worker's own environment / config file, never from a run's
