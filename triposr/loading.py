@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import pickle
 import socket
@@ -56,12 +57,57 @@ def fetch_command(hub_id: str) -> str:
     return f"asset3d model fetch {hub_id}"
 
 
-def sha256_file(path: str | Path, block: int = 1 << 22) -> str:
+def _hash_file(path: str | Path, block: int = 1 << 22) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         while chunk := fh.read(block):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+#: SHA-256 of weight files by (real path, size, mtime, inode): a 1.7 GB checkpoint is hashed once per machine
+#: (about 2-5 s), not by every process that loads or identifies it. ``TRIPOSR_NO_HASH_CACHE=1`` turns it off.
+_hashes: dict[tuple[str, int, int, int], str] = {}
+
+
+def _hash_cache_file() -> Path:
+    root = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(root) / "triposr" / "sha256.json"
+
+
+def sha256_file(path: str | Path, block: int = 1 << 22) -> str:
+    """SHA-256 (hex) of a file's bytes, remembered per process and on disk for files that have not changed
+    since (same size, modification time and inode)."""
+    real = Path(path).resolve()
+    st = real.stat()
+    key = (str(real), st.st_size, st.st_mtime_ns, st.st_ino)
+    if key in _hashes:
+        return _hashes[key]
+    use_disk = os.environ.get("TRIPOSR_NO_HASH_CACHE", "") in ("", "0") and st.st_size >= 1 << 20
+    cache_file = _hash_cache_file()
+    record = f"{key[0]}|{key[1]}|{key[2]}|{key[3]}"
+    if use_disk:
+        try:
+            known = json.loads(cache_file.read_text())
+            if isinstance(known, dict) and isinstance(known.get(record), str):
+                _hashes[key] = known[record]
+                return _hashes[key]
+        except (OSError, ValueError):
+            pass
+    value = _hash_file(real, block)
+    _hashes[key] = value
+    if use_disk:
+        try:
+            known = json.loads(cache_file.read_text()) if cache_file.is_file() else {}
+            known = known if isinstance(known, dict) else {}
+            known[record] = value
+            cache_file.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache_file.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(known))
+            tmp.replace(cache_file)
+        except OSError:  # a read-only home: hashing again next time is only slower
+            pass
+    return value
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:

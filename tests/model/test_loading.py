@@ -137,3 +137,20 @@ def test_fetch_from_a_repo_without_weights_names_what_is_missing(
         with pytest.raises(ModelNotAvailable, match=r"has config.yaml but no weights \(model.safetensors or model.ckpt\)"):
             fetch_model("someone/config-only", progress=False)
     assert any(cache.rglob("config.yaml"))
+
+
+def test_weights_sha256_is_remembered_until_the_file_changes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import hashlib
+
+    from triposr import loading
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    weights = tmp_path / "model.ckpt"
+    weights.write_bytes(b"a" * (2 << 20))
+    first = loading.sha256_file(weights)
+    assert first == hashlib.sha256(weights.read_bytes()).hexdigest()
+    assert (tmp_path / "cache" / "triposr" / "sha256.json").is_file()  # another process reads it from there
+    loading._hashes.clear()
+    assert loading.sha256_file(weights) == first
+    weights.write_bytes(b"b" * (2 << 20))  # same size, new bytes, new mtime: hashed again
+    assert loading.sha256_file(weights) == hashlib.sha256(weights.read_bytes()).hexdigest() != first
