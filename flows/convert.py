@@ -9,9 +9,12 @@ from prefect import flow
 
 from flows.batch import STATE_HOOKS, convert_photos, flow_settings
 from flows.triggers import admit_batch, batch_run_name
+from tasks.policy import step_task_runner
 
 
-@flow(name="convert-batch", log_prints=True, flow_run_name=batch_run_name("convert-batch"), **STATE_HOOKS)
+@flow(
+    name="convert-batch", log_prints=True, flow_run_name=batch_run_name("convert-batch"), task_runner=step_task_runner(), **STATE_HOOKS
+)
 def convert_batch(
     source: str | list[str | dict[str, Any]],
     dest: str | None = None,

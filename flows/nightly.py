@@ -8,9 +8,12 @@ from prefect import flow
 
 from flows.batch import STATE_HOOKS, convert_photos, flow_settings
 from flows.triggers import admit_batch, batch_run_name
+from tasks.policy import step_task_runner
 
 
-@flow(name="nightly-catalogue", log_prints=True, flow_run_name=batch_run_name("nightly-catalogue"), **STATE_HOOKS)
+@flow(
+    name="nightly-catalogue", log_prints=True, flow_run_name=batch_run_name("nightly-catalogue"), task_runner=step_task_runner(), **STATE_HOOKS
+)
 def nightly_catalogue(
     source: str | None = None,
     dest: str | None = None,

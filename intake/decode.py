@@ -27,6 +27,7 @@ __all__ = [
     "IntakeError",
     "Reason",
     "decode_image",
+    "probe",
 ]
 
 #: Pillow format names that are decoded. MPO (multi-picture JPEG from cameras) is read as JPEG.
@@ -275,6 +276,21 @@ def _normalise(im: Image.Image, name: str) -> tuple[np.ndarray, np.ndarray | Non
     if has_alpha:
         return np.ascontiguousarray(arr[..., :3]), np.ascontiguousarray(arr[..., 3]), notes
     return arr, None, notes
+
+
+def probe(data: bytes, *, name: str, limits: DecodeLimits = DecodeLimits()) -> tuple[int, int]:
+    """``(width, height)`` from the header alone, with `decode_image`'s refusals of the header: what a caller
+    reserves memory for (a pixel budget) before the pixels are decompressed.
+
+    Raises
+    ------
+    IntakeError
+        ``empty_file``, ``not_an_image``, ``unsupported_format``, ``too_many_pixels``, ``too_small``,
+        ``truncated`` or ``corrupt`` (an unreadable header).
+    """
+    with _open(data, name, limits) as im:
+        _check_header(im, name, limits)
+        return int(im.size[0]), int(im.size[1])
 
 
 def decode_image(data: bytes, *, name: str, limits: DecodeLimits = DecodeLimits()) -> DecodedImage:

@@ -39,7 +39,7 @@ from typing import Any, Protocol
 from asset3d.pipeline import assets, models, photos, records
 from asset3d.pipeline.assets import AssetIdentity, BuiltAsset
 from asset3d.pipeline.errors import describe, is_transient
-from asset3d.pipeline.options import StageOptions
+from asset3d.pipeline.options import Deadlines, StageOptions, step_threads
 from asset3d.pipeline.photos import Discovery, Fetched, PhotoFacts, PhotoRef, Prepared
 from asset3d.pipeline.publishing import Staged
 from asset3d.pipeline.records import RunContext
@@ -167,33 +167,53 @@ class InlineRunner:
     ----------
     workers
         Threads for concurrent steps (downloads, intake, catalogue writes; the model and the renderer
-        keep their own locks).
+        keep their own locks); `for_settings` gives one per photo in flight, at most
+        `asset3d.pipeline.options.STEP_THREADS`.
     retries, retry_delay_s, retry_jitter
         A transient failure (`asset3d.pipeline.errors.is_transient`) is tried again up to ``retries``
         times, after ``retry_delay_s`` doubling each time, with up to ``retry_jitter`` of it added at random.
+    deadlines
+        Per stage: no retry once it would end after the stage's deadline, counted from its first attempt
+        (`asset3d.pipeline.options.Deadlines.allows_retry`, the rule the Prefect tasks follow too).
     """
 
-    def __init__(self, *, workers: int = 4, retries: int = 3, retry_delay_s: float = 2.0, retry_jitter: float = 0.5) -> None:
+    def __init__(
+        self, *, workers: int = 4, retries: int = 3, retry_delay_s: float = 2.0, retry_jitter: float = 0.5,
+        deadlines: Deadlines | None = None,
+    ) -> None:  # fmt: skip
+        self.workers = workers
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="asset3d-step")
         self.retries, self.retry_delay_s, self.retry_jitter = retries, retry_delay_s, retry_jitter
+        self.deadlines = deadlines or Deadlines()
 
     @classmethod
     def for_settings(cls, settings: Settings) -> InlineRunner:
-        return cls(retries=settings.retries, retry_delay_s=settings.retry_delay_s, retry_jitter=settings.retry_jitter)
+        options = settings.stage_options()
+        return cls(
+            workers=step_threads(options.max_in_flight), retries=settings.retries, retry_delay_s=settings.retry_delay_s,
+            retry_jitter=settings.retry_jitter, deadlines=options.deadlines,
+        )  # fmt: skip
 
     def call(self, step: Step, *args: Any) -> StepResult:
         fn = STEP_FUNCTIONS[step]
+        stage = STAGE_OF.get(step)
         delay = self.retry_delay_s
+        first = time.monotonic()
         for attempt in range(self.retries + 1):
             t0 = time.perf_counter()
             try:
                 value = fn(*args)
             except Exception as err:
-                if attempt < self.retries and is_transient(err):
-                    time.sleep(delay * (1.0 + self.retry_jitter * random.random()))
+                took = time.perf_counter() - t0
+                wait = delay * (1.0 + self.retry_jitter * random.random())
+                fits = stage is None or self.deadlines.allows_retry(
+                    stage, elapsed_s=time.monotonic() - first, attempt_s=took, delay_s=delay * (1.0 + self.retry_jitter)
+                )
+                if attempt < self.retries and is_transient(err) and fits:
+                    time.sleep(wait)
                     delay *= 2
                     continue
-                return StepResult(False, err, round(time.perf_counter() - t0, 4))
+                return StepResult(False, err, round(took, 4))
             return StepResult(True, value, round(time.perf_counter() - t0, 4))
         raise AssertionError("unreachable")  # pragma: no cover
 

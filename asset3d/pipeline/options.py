@@ -8,7 +8,10 @@ are computed from these dataclasses, not from hand-written field lists:
 * a stage's cache key hashes its whole options dataclass (`as_key`), so anything that changes the stage's
   result changes its key;
 * `MachineOptions` (device, dtype, batch size, model source) belong to the worker: they never enter a
-  cache key or the parameter hash (the weights' SHA-256 does, in the conversion key).
+  cache key or the parameter hash (the weights' SHA-256 does, in the conversion key); nor does a field
+  marked ``machine(...)`` (the worker's pixel budget);
+* the time and memory bounds (docs/reliability.md): `Deadlines` per stage, `in_flight_default` photos in
+  flight, `step_threads` threads for the steps, and the decoded-pixel limits of fetch and intake.
 """
 
 from __future__ import annotations
@@ -30,9 +33,18 @@ def param(name: str) -> Any:
     return field(metadata={"param": name})
 
 
+def machine(default: Any) -> Any:
+    """A dataclass field that belongs to the worker, not to the result: `as_key` leaves it out."""
+    return field(default=default, metadata={"machine": True})
+
+
 def as_key(options: Any) -> dict[str, Any]:
-    """An options dataclass as plain JSON values (a cache-key part)."""
-    return _plain(dataclasses.asdict(options))
+    """An options dataclass as plain JSON values (a cache-key part), without its ``machine`` fields."""
+    data = dataclasses.asdict(options)
+    for f in dataclasses.fields(options):
+        if f.metadata.get("machine"):
+            del data[f.name]
+    return _plain(data)
 
 
 def _plain(value: Any) -> Any:
@@ -46,9 +58,13 @@ def _plain(value: Any) -> Any:
 
 @dataclass(frozen=True)
 class FetchOptions:
-    """Downloading one photo."""
+    """Downloading one photo: its size cap, and the decoded-pixel limits of the check that it decodes."""
 
     max_bytes: int
+    #: larger photos (width x height, from the header) are refused before decoding
+    max_pixels: int = 50_000_000
+    #: decoded pixels of all photos of this process at once (`asset3d.pipeline.photos.PIXELS`)
+    pixel_budget: int = machine(100_000_000)
 
 
 @dataclass(frozen=True)
@@ -58,6 +74,9 @@ class IntakeOptions:
     method: str = param("intake_method")
     foreground_ratio: float = param("foreground_ratio")
     reject_flags: tuple[str, ...] = ()
+    #: larger photos are refused before decoding; see `FetchOptions`
+    max_pixels: int = 50_000_000
+    pixel_budget: int = machine(100_000_000)
 
 
 @dataclass(frozen=True)
@@ -106,6 +125,38 @@ class DiscoverOptions:
 
 
 @dataclass(frozen=True)
+class Deadlines:
+    """Seconds one photo may spend in each stage, counted from the stage's first attempt, retries included.
+
+    A failed attempt is tried again (if its error is transient) only when the retry, waiting ``delay_s`` and
+    lasting as long as the attempt that just failed, still ends before the deadline (`allows_retry`): a
+    download that stalls for its read timeouts fails within ``fetch`` seconds instead of holding its place
+    for every retry. A single attempt is not interrupted (its own bounds are the S3 timeouts); a stage
+    without a deadline here (catalogue writes) keeps its plain retry count.
+    """
+
+    fetch: float = 120.0
+    intake: float = 300.0
+    reconstruct: float = 900.0  # one micro-batch
+    build: float = 600.0
+    publish: float = 300.0  # the files, and the manifest (release), each
+
+    def of(self, stage: str) -> float | None:
+        """The deadline of ``stage`` (a `asset3d.pipeline.vocabulary.Stage` value), or None."""
+        name = str(stage)
+        return float(getattr(self, name)) if name in _DEADLINE_STAGES else None
+
+    def allows_retry(self, stage: str, *, elapsed_s: float, attempt_s: float, delay_s: float) -> bool:
+        """Whether a retry of ``stage`` still fits: ``elapsed_s`` since its first attempt began, the failed
+        attempt took ``attempt_s``, the next one starts after ``delay_s`` (its largest jittered value)."""
+        deadline = self.of(stage)
+        return deadline is None or elapsed_s + delay_s + attempt_s <= deadline
+
+
+_DEADLINE_STAGES = frozenset(f.name for f in dataclasses.fields(Deadlines))
+
+
+@dataclass(frozen=True)
 class StageOptions:
     """Every stage's options for one run, derived from the settings (`from_settings`)."""
 
@@ -124,14 +175,19 @@ class StageOptions:
     weights_sha256: str | None = None
     #: how long a claim on a conversion lasts (an overlapping run leaves claimed photos alone)
     lease_s: float = 3600.0
+    #: each stage's time bound for one photo (retries stop once it would be passed)
+    deadlines: Deadlines = field(default_factory=Deadlines)
 
     @classmethod
     def from_settings(cls, s: Settings) -> StageOptions:
         review = s.review_thresholds()
+        budget = s.pixel_budget or pixel_budget_default(s.max_photo_pixels)
         return cls(
             discover=DiscoverOptions(s.sku_pattern, s.sidecar),
-            fetch=FetchOptions(s.max_photo_bytes),
-            intake=IntakeOptions(s.intake_method, s.foreground_ratio, tuple(sorted(review.get("reject_intake_flags", ())))),
+            fetch=FetchOptions(s.max_photo_bytes, s.max_photo_pixels, budget),
+            intake=IntakeOptions(
+                s.intake_method, s.foreground_ratio, tuple(sorted(review.get("reject_intake_flags", ()))), s.max_photo_pixels, budget
+            ),
             reconstruct=ReconstructOptions(s.mc_resolution, s.mc_threshold),
             machine=MachineOptions(s.model, s.device, s.dtype, s.batch_size),
             build=BuildOptions(s.preset, s.faces, s.texture_size, s.preview_views, s.preview_size, _plain(review)),
@@ -142,6 +198,7 @@ class StageOptions:
             ),
             weights_sha256=s.weights_sha256,
             lease_s=s.lease_s,
+            deadlines=Deadlines(s.deadline_fetch_s, s.deadline_intake_s, s.deadline_reconstruct_s, s.deadline_build_s, s.deadline_publish_s),
         )
 
     def conversion_params(self) -> dict[str, Any]:
@@ -158,11 +215,34 @@ class StageOptions:
 PHOTO_MEMORY_BYTES = 256 << 20
 
 
+#: Peak bytes per decoded pixel of one photo in intake (decoded RGB, segmentation fields, framing): 31 B
+#: measured on a 49-megapixel JPEG (1.55 GB above the process's baseline); the fetch's decode check takes 13.
+BYTES_PER_DECODED_PIXEL = 32
+#: Threads for concurrent steps, at most: downloads and uploads wait on the network, intake uses the cores,
+#: reconstructions and builds queue on the model's and the renderer's locks; more threads only wait.
+STEP_THREADS = 16
+
+
+def _available_memory() -> int:
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):  # not a POSIX system
+        return 4 << 30
+
+
 def in_flight_default(batch_size: int) -> int:
     """Photos in flight by default: two micro-batches, more when the machine's memory allows, at most 64."""
-    try:
-        available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):  # not a POSIX system
-        available = 4 << 30
-    by_memory = int(available // 4 // PHOTO_MEMORY_BYTES)
+    by_memory = int(_available_memory() // 4 // PHOTO_MEMORY_BYTES)
     return max(2 * batch_size, min(64, by_memory))
+
+
+def pixel_budget_default(max_photo_pixels: int) -> int:
+    """Decoded pixels a worker process holds at once by default: what a quarter of its free memory allows
+    (`BYTES_PER_DECODED_PIXEL`), and at least one photo of the largest accepted size."""
+    return max(max_photo_pixels, _available_memory() // 4 // BYTES_PER_DECODED_PIXEL)
+
+
+def step_threads(max_in_flight: int) -> int:
+    """Threads for the steps of a batch with ``max_in_flight`` photos: one per photo, at most `STEP_THREADS`
+    (and at least 2, so a catalogue write never waits behind a download)."""
+    return max(2, min(max_in_flight, STEP_THREADS))

@@ -5,6 +5,11 @@
 * `fetch_photo` downloads one photo under a size cap, hashes it and checks that it decodes;
 * `prepare_photo` runs the intake stage (background, framing, flags) on the bytes.
 
+Both decode under two pixel bounds: a photo above ``max_pixels`` (width x height, read from the header) is
+refused before decoding (``too_many_pixels``), and every decode first takes the photo's pixels from the
+process-wide `PIXELS` budget (``pixel_budget``), waiting while other photos hold it, so the decoded pixels
+of a worker process stay bounded however many photos are in flight.
+
 What `fetch_photo` and `prepare_photo` return carries no identity (no URI, no SKU): those results are
 cached by content, and the same bytes may be two photos of two products.
 
@@ -21,7 +26,10 @@ import io
 import json
 import math
 import re
-from collections.abc import Mapping, Sequence
+import threading
+from collections import deque
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -359,6 +367,46 @@ def _refusal(uri: str, err: Exception) -> Refusal:
     return Refusal(uri, reason, message if uri in message else f"{uri}: {message}")
 
 
+# -- decoded pixels ------------------------------------------------------------------------------------------
+
+
+class PixelBudget:
+    """A weighted semaphore of decoded pixels, shared by every thread of the process.
+
+    `hold` waits until ``pixels`` fit under ``total`` beside what other photos hold, first come first
+    served (a big photo is not overtaken for ever by small ones); a photo larger than the whole budget
+    waits until it is alone and then runs alone. ``peak`` is the most pixels held at once.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._queue: deque[object] = deque()
+        self.held = 0
+        self.peak = 0
+
+    @contextmanager
+    def hold(self, pixels: int, total: int) -> Iterator[None]:
+        want = max(0, min(int(pixels), int(total)))
+        ticket = object()
+        with self._cond:
+            self._queue.append(ticket)
+            self._cond.wait_for(lambda: self._queue[0] is ticket and (self.held == 0 or self.held + want <= total))
+            self._queue.popleft()
+            self.held += want
+            self.peak = max(self.peak, self.held)
+            self._cond.notify_all()  # the next in line may fit too
+        try:
+            yield
+        finally:
+            with self._cond:
+                self.held -= want
+                self._cond.notify_all()
+
+
+#: The decoded pixels of this process's photos (fetch's decode check and intake).
+PIXELS = PixelBudget()
+
+
 # -- fetch and intake ----------------------------------------------------------------------------------------
 
 
@@ -372,16 +420,21 @@ def fetch_photo(ref: PhotoRef, options: FetchOptions) -> Fetched:
     StageError
         A corrupt, truncated or unsupported file (``reason`` from intake's decoder, ``facts`` set).
     """
-    from intake import IntakeError, decode_image
+    from intake import DecodeLimits, IntakeError, decode_image
+    from intake.decode import probe
 
     data = open_store(ref.store).get(ref.key, max_bytes=options.max_bytes)
     sha = hashlib.sha256(data).hexdigest()
+    limits = DecodeLimits(max_pixels=options.max_pixels)
     try:
-        decoded = decode_image(data, name=ref.uri)
+        width, height = probe(data, name=ref.uri, limits=limits)  # refused above max_pixels before decoding
+        with PIXELS.hold(width * height, options.pixel_budget):
+            decoded = decode_image(data, name=ref.uri, limits=limits)
+            (width, height), fmt = decoded.size, decoded.format
+            del decoded  # the pixels go before the budget is given back
     except IntakeError as err:
         raise StageError(Stage.fetch, err.reason.value, str(err), facts=PhotoFacts(sha, len(data))) from err
-    width, height = decoded.size
-    return Fetched(data, sha, int(width), int(height), decoded.format)
+    return Fetched(data, sha, int(width), int(height), fmt)
 
 
 def prepare_photo(fetched: Fetched, options: IntakeOptions, name: str) -> Prepared:
@@ -396,15 +449,20 @@ def prepare_photo(fetched: Fetched, options: IntakeOptions, name: str) -> Prepar
     """
     import intake
 
-    result = intake.preprocess(fetched.data, name=name, method=options.method, foreground_ratio=options.foreground_ratio)
-    flags = tuple(result.reasons)
-    reject = set(options.reject_flags) & set(flags)
+    limits = intake.DecodeLimits(max_pixels=options.max_pixels)
+    with PIXELS.hold(fetched.width * fetched.height, options.pixel_budget):
+        result = intake.preprocess(
+            fetched.data, name=name, method=options.method, foreground_ratio=options.foreground_ratio, limits=limits
+        )
+        prepared = Prepared(
+            sha256=fetched.sha256,
+            image=np.ascontiguousarray(result.image),
+            mask=np.asarray(result.framed_mask) > 0,
+            flags=tuple(result.reasons),
+            intake=result.to_json(),
+        )
+        del result  # the photo-sized mask goes before the budget is given back
+    reject = set(options.reject_flags) & set(prepared.flags)
     if reject:
         raise StageError(Stage.intake, "intake_rejected", f"{name}: intake flags {sorted(reject)} are rejected by the review policy")
-    return Prepared(
-        sha256=fetched.sha256,
-        image=np.ascontiguousarray(result.image),
-        mask=np.asarray(result.framed_mask) > 0,
-        flags=flags,
-        intake=result.to_json(),
-    )
+    return prepared
