@@ -167,8 +167,8 @@ def intake(fetched: Fetched, options: IntakeOptions, name: str) -> Timed[Prepare
 
 #: The global concurrency limit whose slots are the GPUs of all workers (`asset3d deploy --gpu-slots N`).
 GPU_LIMIT = "gpu"
-#: A slot's lease, renewed while the device works: a killed holder's slot comes back after this long.
-GPU_LEASE_S = 30.0
+#: A slot's lease (the server's minimum), renewed while the device works: a killed holder's slot comes back after this long.
+GPU_LEASE_S = 60.0
 
 
 @functools.lru_cache(maxsize=8)
