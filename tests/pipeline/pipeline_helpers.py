@@ -5,21 +5,47 @@ with S3 errors. The pipeline's stores reach S3 through it (``AWS_ENDPOINT_URL`` 
 is forwarded unchanged. A rule sees ``(method, path, nth)`` -- ``nth`` counts earlier requests with the
 same method and path -- and returns ``None`` to forward, or ``(status, code)`` to answer with that S3
 error instead (``(503, "ServiceUnavailable")``, ``(403, "AccessDenied")``).
+
+A rule may also return a `KillProcess`: the proxy SIGKILLs that process at this request, before forwarding
+it (the request never reaches S3) or after S3 answered (the write happened; the client never hears back).
 """
 
 from __future__ import annotations
 
 import http.client
+import os
+import signal
 import threading
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
 from loopback import POSTGRES_URL  # noqa: F401  (re-exported for the server fixtures)
 
-Rule = Callable[[str, str, int], tuple[int, str] | None]
+
+@dataclass
+class KillProcess:
+    """A rule's answer: SIGKILL process ``pid`` at this request, ``before`` forwarding it or after S3 answered.
+
+    The test sets ``pid`` once it started the process; ``fired`` says the kill happened (and at which
+    request: ``at``)."""
+
+    before: bool = True
+    pid: int | None = None
+    fired: bool = False
+    at: tuple[str, str] | None = None
+
+    def fire(self, method: str, path: str) -> None:
+        assert self.pid is not None, "KillProcess.pid not set"
+        if not self.fired:
+            self.fired, self.at = True, (method, path)
+            os.kill(self.pid, signal.SIGKILL)
+
+
+Rule = Callable[[str, str, int], "tuple[int, str] | KillProcess | None"]
 _HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "proxy-connection"}
 
 
@@ -49,8 +75,16 @@ class S3FaultProxy:
                     nth = proxy.seen[(self.command, path)]
                     proxy.seen[(self.command, path)] += 1
                     fault = proxy.rule(self.command, path, nth)
-                    if fault is not None:
+                    kill = fault if isinstance(fault, KillProcess) else None
+                    if kill is not None:
+                        fault = None
+                        if kill.before:
+                            kill.fire(self.command, path)
+                    elif fault is not None:
                         proxy.injected.append((self.command, path, fault[0]))
+                if kill is not None and kill.before:  # the client is dead: no answer
+                    self.close_connection = True
+                    return
                 if fault is not None:
                     status, code = fault
                     payload = f"<?xml version='1.0' encoding='UTF-8'?><Error><Code>{code}</Code><Message>injected by the test proxy</Message></Error>".encode()
@@ -68,6 +102,8 @@ class S3FaultProxy:
                 conn.request(self.command, self.path, body=body or None, headers=headers)
                 resp = conn.getresponse()
                 data = resp.read()
+                if kill is not None:  # after: S3 has the request, the client dies before the answer
+                    kill.fire(self.command, path)
                 self.send_response(resp.status)
                 for k, v in resp.getheaders():
                     if k.lower() not in _HOP:
