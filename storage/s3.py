@@ -6,7 +6,14 @@ Configuration comes from the standard AWS chain, nothing of our own: the endpoin
 environment, the shared files or an instance role. Constructor arguments override them for one store.
 
 * Retries: botocore's ``adaptive`` mode (exponential back-off plus client-side rate limiting on
-  throttling), ``max_attempts`` attempts in all (default 5, or ``AWS_MAX_ATTEMPTS``).
+  throttling), ``max_attempts`` attempts in all (default `DEFAULT_MAX_ATTEMPTS`, or ``AWS_MAX_ATTEMPTS``).
+* Timeouts: `DEFAULT_CONNECT_TIMEOUT_S` to connect, `DEFAULT_READ_TIMEOUT_S` for each read of the socket
+  (an answer, or the next bytes of a body, that does not come). They are sized with the pipeline's
+  retries so that a stalled object fails within the fetch deadline: a call whose answer stalls waits
+  ``max_attempts x read timeout`` plus botocore's back-off (2 x 10 s + under 1 s by default), and the
+  task's 1 + 3 attempts of that, with their 2 + 4 + 8 s of delay, take about 100 s, under the default
+  120 s (the deadline itself stops any retry that would end later: docs/reliability.md). A body cut short
+  of its ``Content-Length`` and a read that timed out are transient (``incomplete_read``, ``timeout``).
 * Uploads go through boto3's transfer manager: one ``PutObject`` below ``multipart_threshold``, a
   multipart upload above it. Every request carries a SHA-256 checksum (``ChecksumAlgorithm=SHA256``) that
   S3 verifies; the SHA-256 of the whole object is also stored as user metadata ``sha256`` and returned by
@@ -32,7 +39,14 @@ from typing import Any, TypeVar
 import boto3
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    HTTPClientError,
+    IncompleteReadError,
+    ReadTimeoutError,
+    ResponseStreamingError,
+)
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from storage.errors import (
@@ -49,6 +63,11 @@ T = TypeVar("T")
 
 #: Objects at least this big are uploaded in parts (boto3's default, 8 MiB).
 DEFAULT_MULTIPART_THRESHOLD = 8 * 1024 * 1024
+#: Attempts per request, retries included (botocore's default in adaptive mode is 3; boto3's legacy 5).
+DEFAULT_MAX_ATTEMPTS = 2
+#: Seconds to open a connection, and to wait for each read of the socket (botocore's defaults: 60 and 60).
+DEFAULT_CONNECT_TIMEOUT_S = 5.0
+DEFAULT_READ_TIMEOUT_S = 10.0
 #: Error codes S3 and S3-compatible servers use for "slow down".
 THROTTLING_CODES = frozenset(
     {
@@ -99,6 +118,10 @@ def translate_error(err: Exception, key: str | None, where: str) -> StorageError
             reason = "throttled" if code in THROTTLING_CODES or status == 429 else "server_error"
             return TransientStorageError(message, reason=reason, key=key)
         return PermanentStorageError(message, reason=code.lower(), key=key)
+    if isinstance(err, ReadTimeoutError):
+        return TransientStorageError(f"{where}: read timed out, no answer within the read timeout ({err})", reason="timeout", key=key)
+    if isinstance(err, IncompleteReadError | ResponseStreamingError):
+        return TransientStorageError(f"{where}: the body was cut short ({err})", reason="incomplete_read", key=key)
     if isinstance(err, BotoConnectionError | HTTPClientError):
         return TransientStorageError(f"{where}: {err}", reason="connection", key=key)
     return PermanentStorageError(f"{where}: {err}", reason="client_error", key=key)
@@ -120,11 +143,12 @@ class S3Store(ObjectStore):
     endpoint_url, region_name, profile_name
         Override the standard configuration chain for this store.
     max_attempts
-        Total attempts per request, retries included (botocore adaptive mode).
+        Total attempts per request, retries included (botocore adaptive mode); default ``AWS_MAX_ATTEMPTS``,
+        else `DEFAULT_MAX_ATTEMPTS`.
     multipart_threshold
         Upload in parts at and above this size; parts are this size too.
     connect_timeout, read_timeout
-        Socket timeouts in seconds.
+        Socket timeouts in seconds (see the module docstring for how they are sized).
     list_page_size
         Keys per ``ListObjectsV2`` page (S3's maximum and default is 1000).
     """
@@ -139,8 +163,8 @@ class S3Store(ObjectStore):
         profile_name: str | None = None,
         max_attempts: int | None = None,
         multipart_threshold: int = DEFAULT_MULTIPART_THRESHOLD,
-        connect_timeout: float = 10.0,
-        read_timeout: float = 60.0,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT_S,
+        read_timeout: float = DEFAULT_READ_TIMEOUT_S,
         list_page_size: int = 1000,
     ) -> None:
         if not bucket:
@@ -152,7 +176,7 @@ class S3Store(ObjectStore):
 
             validate_key(self.prefix)
         self.uri = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
-        attempts = max_attempts if max_attempts is not None else int(os.environ.get("AWS_MAX_ATTEMPTS", "5"))
+        attempts = max_attempts if max_attempts is not None else int(os.environ.get("AWS_MAX_ATTEMPTS", str(DEFAULT_MAX_ATTEMPTS)))
         config = Config(
             retries={"mode": "adaptive", "total_max_attempts": attempts},
             connect_timeout=connect_timeout,
