@@ -341,9 +341,11 @@ class Driver:
             batch_timings_s={"plan": planned.seconds},
         )  # fmt: skip
         total = len(outcomes)
+        m = self.options.machine
         self.report.info(
             f"{self.kind}: {total} photos, {len(plan.todo)} to convert, {len(plan.skipped)} already converted, "
-            f"{len(discovery.refused)} refused; model: {ctx.model_label}"
+            f"{len(discovery.refused)} refused; model: {ctx.model_label}; this worker: device {m.device}, dtype {m.dtype}, "
+            f"batch size {m.batch_size}; parameters {ctx.params_hash[:12]}"
         )
         batch = _Batch(self, ctx, plan, outcomes, force=force)
         for uri in plan.skipped:

@@ -99,7 +99,7 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[st
                 return False
 
         wait_for("the Prefect server", healthy, timeout=150)
-        yield {"url": url, "home": home, "postgres": pg is not None}
+        yield {"url": url, "home": home, "postgres": pg is not None, "database_url": pg}
     finally:
         stop(proc)
         log.close()
@@ -125,6 +125,21 @@ def deployed(prefect_server: dict[str, Any]) -> dict[str, Any]:
         cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     return {"rc": proc.returncode, "out": proc.stdout + proc.stderr}
+
+
+def start_worker(server: dict[str, Any], name: str, pool: str, home: Path, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], Path]:
+    """A process worker (its own session, one flow run at a time, polling every second) with ``env`` on top of
+    this process's environment; returns the process and its log file."""
+    full = {
+        **os.environ, "PREFECT_API_URL": server["url"], "PREFECT_HOME": str(home / name), "PREFECT_WORKER_QUERY_SECONDS": "1",
+        "PREFECT_WORKER_PREFETCH_SECONDS": "1", "PREFECT_LOGGING_LEVEL": "INFO", **env,
+    }  # fmt: skip
+    log = home / f"{name}.log"
+    proc = subprocess.Popen(
+        [str(BIN / "prefect"), "worker", "start", "--pool", pool, "--name", name, "--limit", "1"],
+        env=full, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True, cwd=home,
+    )  # fmt: skip
+    return proc, log
 
 
 def client() -> Any:

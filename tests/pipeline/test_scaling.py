@@ -23,7 +23,9 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def workers(prefect_server: dict[str, Any], deployed: dict[str, Any], s3: Any, tmp_path: Path, config_file: Path) -> Iterator[list[Path]]:
+def workers(
+    prefect_server: dict[str, Any], deployed: dict[str, Any], s3: Any, bucket: str, tmp_path: Path, config_file: Path
+) -> Iterator[list[Path]]:
     """Two process workers on the gpu pool, one flow run at a time each, polling every second, configured
     (model, grid, previews) by their environment."""
     assert deployed["rc"] == 0, deployed["out"]
@@ -32,7 +34,7 @@ def workers(prefect_server: dict[str, Any], deployed: dict[str, Any], s3: Any, t
         env = {
             **os.environ, "PREFECT_API_URL": prefect_server["url"], "PREFECT_HOME": str(tmp_path / name),
             "PREFECT_WORKER_QUERY_SECONDS": "1", "PREFECT_WORKER_PREFETCH_SECONDS": "1", "PREFECT_LOGGING_LEVEL": "INFO",
-            "ASSET3D_CONFIG": str(config_file),
+            "ASSET3D_CONFIG": str(config_file), "ASSET3D_ALLOWED_SOURCES": f"s3://{bucket}",
         }  # fmt: skip
         log = tmp_path / f"{name}.log"
         logs.append(log)
