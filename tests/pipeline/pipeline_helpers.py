@@ -8,6 +8,11 @@ error instead (``(503, "ServiceUnavailable")``, ``(403, "AccessDenied")``).
 
 A rule may also return a `KillProcess`: the proxy SIGKILLs that process at this request, before forwarding
 it (the request never reaches S3) or after S3 answered (the write happened; the client never hears back).
+
+Or a broken connection: `Reset` (a TCP reset instead of an answer; S3 never sees the request), `Truncate`
+(S3 answers, the client gets the headers and part of the body, then the connection closes) or `Stall` (no
+byte of answer for ``seconds``, then the connection closes; S3 never sees the request). ``injected`` names
+these by their ``label`` where an S3 error has its status.
 """
 
 from __future__ import annotations
@@ -15,12 +20,14 @@ from __future__ import annotations
 import http.client
 import os
 import signal
+import socket
+import struct
 import threading
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 from loopback import POSTGRES_URL  # noqa: F401  (re-exported for the server fixtures)
@@ -31,7 +38,7 @@ class KillProcess:
     """A rule's answer: SIGKILL process ``pid`` at this request, ``before`` forwarding it or after S3 answered.
 
     The test sets ``pid`` once it started the process; ``fired`` says the kill happened (and at which
-    request: ``at``)."""
+    request: ``at``). Once it fired, requests the rule answers with it again are dropped unanswered."""
 
     before: bool = True
     pid: int | None = None
@@ -45,7 +52,32 @@ class KillProcess:
             os.kill(self.pid, signal.SIGKILL)
 
 
-Rule = Callable[[str, str, int], "tuple[int, str] | KillProcess | None"]
+@dataclass(frozen=True)
+class Reset:
+    """A rule's answer: the connection is reset (TCP RST) once the request is read; S3 never sees it."""
+
+    label: ClassVar[str] = "reset"
+
+
+@dataclass(frozen=True)
+class Truncate:
+    """A rule's answer: forward the request, then send S3's headers and only ``keep`` of its body (at least
+    one byte short of the ``Content-Length`` they announce) and close the connection."""
+
+    keep: float = 0.5
+    label: ClassVar[str] = "truncate"
+
+
+@dataclass(frozen=True)
+class Stall:
+    """A rule's answer: not a byte of answer for ``seconds`` (or until the proxy stops), then close the
+    connection; S3 never sees the request."""
+
+    seconds: float = 60.0
+    label: ClassVar[str] = "stall"
+
+
+Rule = Callable[[str, str, int], "tuple[int, str] | KillProcess | Reset | Truncate | Stall | None"]
 _HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "proxy-connection"}
 
 
@@ -57,8 +89,9 @@ class S3FaultProxy:
         self.upstream = (up.hostname or "127.0.0.1", up.port or 80)
         self.rule = rule
         self.seen: Counter[tuple[str, str]] = Counter()
-        self.injected: list[tuple[str, str, int]] = []
+        self.injected: list[tuple[str, str, int | str]] = []
         self._lock = threading.Lock()
+        self._stopping = threading.Event()
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -76,16 +109,19 @@ class S3FaultProxy:
                     proxy.seen[(self.command, path)] += 1
                     fault = proxy.rule(self.command, path, nth)
                     kill = fault if isinstance(fault, KillProcess) else None
+                    drop = kill is not None and (kill.before or kill.fired)  # once fired, nothing more is forwarded
                     if kill is not None:
                         fault = None
-                        if kill.before:
+                        if drop:
                             kill.fire(self.command, path)
                     elif fault is not None:
-                        proxy.injected.append((self.command, path, fault[0]))
-                if kill is not None and kill.before:  # the client is dead: no answer
+                        proxy.injected.append((self.command, path, fault[0] if isinstance(fault, tuple) else fault.label))
+                if drop:  # the client is dead: no answer
                     self.close_connection = True
                     return
-                if fault is not None:
+                if isinstance(fault, Reset | Stall):
+                    return self._cut(fault)
+                if isinstance(fault, tuple):
                     status, code = fault
                     payload = f"<?xml version='1.0' encoding='UTF-8'?><Error><Code>{code}</Code><Message>injected by the test proxy</Message></Error>".encode()
                     self.send_response(status)
@@ -104,6 +140,9 @@ class S3FaultProxy:
                 data = resp.read()
                 if kill is not None:  # after: S3 has the request, the client dies before the answer
                     kill.fire(self.command, path)
+                if isinstance(fault, Truncate):
+                    conn.close()
+                    return self._truncated(resp, data, fault)
                 self.send_response(resp.status)
                 for k, v in resp.getheaders():
                     if k.lower() not in _HOP:
@@ -113,6 +152,30 @@ class S3FaultProxy:
                 if self.command != "HEAD":
                     self.wfile.write(data)
                 conn.close()
+
+            def _cut(self, fault: Reset | Stall) -> None:
+                """No answer: a reset now, or silence until the stall ends, then the connection closes."""
+                if isinstance(fault, Stall):
+                    proxy._stopping.wait(fault.seconds)
+                else:  # linger 0: close() sends RST, not FIN
+                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                self.close_connection = True
+                self.rfile.close()
+                self.connection.close()
+
+            def _truncated(self, resp: http.client.HTTPResponse, data: bytes, fault: Truncate) -> None:
+                """S3's answer, its body cut short of the length the headers announce."""
+                sent = data[: int(len(data) * fault.keep)]
+                self.send_response(resp.status)
+                for k, v in resp.getheaders():
+                    if k.lower() not in _HOP:
+                        self.send_header(k, v)
+                self.send_header("Content-Length", str(max(len(data), len(sent) + 1)))
+                self.end_headers()
+                self.wfile.write(sent)
+                self.wfile.flush()
+                self.close_connection = True
+                self.connection.shutdown(socket.SHUT_RDWR)
 
             do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _handle
 
@@ -130,6 +193,7 @@ class S3FaultProxy:
         return self
 
     def stop(self) -> None:
+        self._stopping.set()  # stalled answers end now
         self._server.shutdown()
         self._server.server_close()
 
