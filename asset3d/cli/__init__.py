@@ -39,6 +39,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "asset3d.cli.catalogue",
     "asset3d.cli.review",
     "asset3d.cli.runs",
+    "asset3d.cli.gc",
     "asset3d.cli.db",
     "asset3d.cli.serve",
 )

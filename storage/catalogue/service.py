@@ -989,6 +989,23 @@ class Catalogue:
             total = int(s.scalar(counted) or 0)
             return [asset_record(a, sku_) for a, sku_ in s.execute(page).all()], total
 
+    # -- garbage collection (asset3d gc) -------------------------------------------------------------------
+
+    def asset_folders(self, prefix: str) -> set[str]:
+        """The folders (GLB URI without its file name) of every asset whose GLB URI starts with ``prefix``."""
+        with self._tx() as s:
+            uris = s.scalars(select(Asset.glb_uri).where(Asset.glb_uri.startswith(prefix, autoescape=True))).all()
+        return {u.rsplit("/", 1)[0] for u in uris if u}
+
+    def known_conversion_keys(self, keys: Iterable[str]) -> set[str]:
+        """The conversion keys among ``keys`` that some asset of the catalogue has (whatever its folder)."""
+        wanted = sorted(set(keys))
+        out: set[str] = set()
+        with self._tx() as s:
+            for i in range(0, len(wanted), 500):
+                out.update(s.scalars(select(Asset.conversion_key).where(Asset.conversion_key.in_(wanted[i : i + 500]))).all())
+        return out
+
 
 # -- helpers -----------------------------------------------------------------------------------------------
 
