@@ -81,6 +81,16 @@ Rule = Callable[[str, str, int], "tuple[int, str] | KillProcess | Reset | Trunca
 _HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "proxy-connection"}
 
 
+class _QuietServer(ThreadingHTTPServer):
+    """A client killed mid-request resets its connections: not an error of the proxy."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        import sys
+
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 class S3FaultProxy:
     """Start with `start`, point clients at `url`, read `seen` and `injected`, `stop` at the end."""
 
@@ -179,7 +189,7 @@ class S3FaultProxy:
 
             do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _handle
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = _QuietServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
