@@ -22,6 +22,7 @@ import os
 import signal
 import socket
 import struct
+import sys
 import threading
 from collections import Counter
 from collections.abc import Callable
@@ -85,8 +86,6 @@ class _QuietServer(ThreadingHTTPServer):
     """A client killed mid-request resets its connections: not an error of the proxy."""
 
     def handle_error(self, request: Any, client_address: Any) -> None:
-        import sys
-
         if not isinstance(sys.exc_info()[1], ConnectionError):
             super().handle_error(request, client_address)
 
