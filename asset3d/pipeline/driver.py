@@ -405,6 +405,7 @@ class _Batch:
         self.admitted = 0  # photos admitted and not finished
         self.front = 0  # photos in fetch or intake
         self.ready: list[tuple[PhotoRef, Prepared]] = []
+        self.ready_at = 0.0  # when the first photo of ``ready`` became ready
         #: photos whose bytes another photo of this batch is already taking through intake and reconstruction
         self.followers: dict[str, list[PhotoRef]] = {}
         #: failure rows the catalogue could not take yet (`retry_pending_failures`)
@@ -456,7 +457,11 @@ class _Batch:
 
     def wait(self) -> None:
         while self.inflight:
-            step, item, result = self.events.get()
+            try:
+                step, item, result = self.events.get(timeout=self.due_in())
+            except queue.Empty:  # a partial micro-batch waited long enough for the photos still in the front
+                self.flush()
+                continue
             self.inflight -= 1
             getattr(self, f"on_{step.name}")(item, result)
             self.admit()
@@ -470,11 +475,18 @@ class _Batch:
             self.submit(Step.fetch, ref, ref, self.o.fetch)
 
     def flush(self) -> None:
-        """Start a reconstruction micro-batch when one is full, or with what is left once intake is done."""
+        """Start a reconstruction micro-batch when one is full, with what is left once intake is done, or with
+        the photos that waited ``batch_wait_s`` for the rest of their batch (a stalled download holds no one)."""
         size = self.o.machine.batch_size
-        while len(self.ready) >= size or (self.front == 0 and self.ready):
+        due = bool(self.ready) and time.monotonic() >= self.ready_at + self.o.batch_wait_s
+        while len(self.ready) >= size or (self.ready and (self.front == 0 or due)):
             batch, self.ready = self.ready[:size], self.ready[size:]
+            self.ready_at = time.monotonic()
             self.submit(Step.reconstruct, batch, [p for _, p in batch], self.o.machine, self.o.reconstruct, self.ctx.weights_sha256)
+
+    def due_in(self) -> float | None:
+        """Seconds until the photos waiting for a micro-batch are due (None: none waits)."""
+        return max(0.0, self.ready_at + self.o.batch_wait_s - time.monotonic()) if self.ready else None
 
     # -- step outcomes ---------------------------------------------------------------------------------------
 
@@ -537,6 +549,8 @@ class _Batch:
                 self.fail(each, Step.intake, r.value)
             return
         self.timing(ref, Stage.intake, r)
+        if not self.ready:
+            self.ready_at = time.monotonic()
         self.ready.append((ref, r.value))
 
     def on_reconstruct(self, batch: list[tuple[PhotoRef, Prepared]], r: StepResult) -> None:

@@ -177,6 +177,8 @@ class StageOptions:
     lease_s: float = 3600.0
     #: each stage's time bound for one photo (retries stop once it would be passed)
     deadlines: Deadlines = field(default_factory=Deadlines)
+    #: how long photos ready for reconstruction wait for the rest of their micro-batch
+    batch_wait_s: float = 10.0
 
     @classmethod
     def from_settings(cls, s: Settings) -> StageOptions:
@@ -198,6 +200,7 @@ class StageOptions:
             ),
             weights_sha256=s.weights_sha256,
             lease_s=s.lease_s,
+            batch_wait_s=s.batch_wait_s,
             deadlines=Deadlines(s.deadline_fetch_s, s.deadline_intake_s, s.deadline_reconstruct_s, s.deadline_build_s, s.deadline_publish_s),
         )
 

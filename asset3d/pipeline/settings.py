@@ -81,6 +81,9 @@ class Settings(BaseSettings):
     device: str = Field("auto", description="cuda, cuda:1, cpu, mps or auto")
     dtype: str = Field("auto", description="fp32, bf16, fp16 or auto")
     batch_size: int = Field(4, ge=1, le=256, description="photos per reconstruction micro-batch")
+    batch_wait_s: float = Field(
+        10.0, ge=0, description="how long photos ready for reconstruction wait for the rest of their micro-batch"
+    )
     mc_resolution: int = Field(256, ge=16, le=1024, description="marching-cubes grid resolution")
     mc_threshold: float = Field(25.0, gt=0, description="density level of the surface")
     # intake
