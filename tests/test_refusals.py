@@ -79,7 +79,10 @@ def test_s3_without_credentials_or_endpoint_or_bucket(bare_env: dict[str, str], 
 
 @pytest.mark.parametrize(
     "args",
-    [["deploy"], ["emit-batch", "s3://shop-photos/incoming/batch-1/"], ["watch", "s3://shop-photos/incoming", "--once"]],
+    [
+        ["deploy"], ["emit-batch", "s3://shop-photos/incoming/batch-1/"], ["watch", "s3://shop-photos/incoming", "--once"],
+        ["listen", "--queue", "https://sqs.eu-west-1.amazonaws.com/123456789012/photos", "--once"], ["runs", "reconcile"],
+    ],  # fmt: skip
 )
 def test_server_commands_need_a_prefect_server(bare_env: dict[str, str], tmp_path: Path, args: list[str]) -> None:
     _refused(args, bare_env, tmp_path, "PREFECT_API_URL")
