@@ -145,15 +145,15 @@ def gate_view(gate: Mapping[str, Any] | None) -> GateView:
     if not gate:
         return GateView(False, None, (), (), (), {}, False)
     reasons = tuple(reason_of(r) for r in gate.get("reasons") or ())
-    notes = tuple(str(n) for n in gate.get("notes") or ())
+    noted = tuple(reason_of(n) for n in gate.get("notes") or ())
+    notes = tuple(n.message for n in noted)
     intake = gate.get("intake") if isinstance(gate.get("intake"), Mapping) else {}
     scale = gate.get("scale") if isinstance(gate.get("scale"), Mapping) else {}
     unscaled = (
         gate.get("unscaled") is True
         or scale.get("unscaled") is True
         or intake.get("unscaled") is True
-        or any(n.lower().startswith("unscaled") for n in notes)
-        or any(r.rule == "hold_unscaled" or r.message.lower().startswith("unscaled") for r in reasons)
+        or any(r.rule == "hold_unscaled" or r.message.lower().startswith("unscaled") for r in reasons + noted)
     )
     decision = gate.get("decision") or gate.get("status")
     return GateView(

@@ -108,12 +108,21 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[st
 
 @pytest.fixture
 def api(prefect_server: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """This process and its children talk to the real server."""
+    """This process and its children talk to the real server.
+
+    Prefect keeps one events worker per process for any running server, holding the API URL it was created
+    with: it is drained before and after, so events go to this server and not to one an earlier test used
+    (``prefect_harness``)."""
+    from prefect.events.worker import EventsWorker
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     monkeypatch.setenv("PREFECT_API_URL", prefect_server["url"])
+    EventsWorker.drain_all(timeout=10)
     with temporary_settings(updates={PREFECT_API_URL: prefect_server["url"]}):
-        yield prefect_server["url"]
+        try:
+            yield prefect_server["url"]
+        finally:
+            EventsWorker.drain_all(timeout=10)
 
 
 @pytest.fixture(scope="session")

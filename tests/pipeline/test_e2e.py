@@ -67,7 +67,7 @@ def test_batch_end_to_end(
     assert rc == 2, err  # the corrupt photo
     counts = report["counts"]
     good = len(photo_bytes) - 1
-    assert counts == {"published": good, "needs_review": 0, "rejected": 0, "failed": 1, "skipped": 0}
+    assert counts == {"published": good, "needs_review": 0, "rejected": 0, "failed": 1, "skipped": 0, "other_run": 0}
     assert "broken.png" in err and "fetch" in err  # one line per failure
     rows = {Path(p["uri"]).name: p for p in report["photos"]}
     assert rows["broken.png"]["stage"] == "fetch" and rows["broken.png"]["reason"] in ("truncated", "corrupt")
@@ -107,7 +107,7 @@ def test_batch_end_to_end(
     before = _objects(s3, bucket)
     rc2, report2, err2 = _run_batch(source, dest, catalogue_url, config_file, capsys)
     assert rc2 == 0, err2
-    assert report2["counts"] == {"published": 0, "needs_review": 0, "rejected": 0, "failed": 0, "skipped": len(photo_bytes)}
+    assert report2["counts"] == {"published": 0, "needs_review": 0, "rejected": 0, "failed": 0, "skipped": len(photo_bytes), "other_run": 0}
     assert _objects(s3, bucket) == before  # nothing downloaded twice, nothing written
     cat = Catalogue(catalogue_url)
     try:
