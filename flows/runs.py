@@ -3,8 +3,8 @@
 A run row is closed by the driver when its batch ends (``finally``). When the flow run's process dies with
 it, Prefect still knows: the flows' state hooks (`close_run_row`, on crash and cancellation) close the row
 where Prefect runs them, and `reconcile` closes every row still ``running`` whose flow run Prefect has
-ended (or no longer has) -- a machine loss, where no hook could run. ``asset3d runs reconcile`` runs it, and
-so does every batch before it starts.
+ended -- a machine loss, where no hook could run -- or does not know while the row's process is gone.
+``asset3d runs reconcile`` runs it, and so does every batch before it starts.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Any
 from prefect.client.schemas.objects import FlowRun
 from prefect.states import State
 
+from asset3d.pipeline.gc import process_gone
 from storage.catalogue import Catalogue, RunStatus
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,9 @@ class Reconciled:
 
 
 def reconcile(cat: Catalogue) -> list[Reconciled]:
-    """Close every ``running`` row whose Prefect flow run is over (or unknown to the server)."""
+    """Close every ``running`` row whose Prefect flow run is over, or is unknown to the server and whose
+    process is gone from this host (`asset3d.pipeline.gc.process_gone`: a row of another host or of a live
+    process, unknown here, may belong to another server's run, e.g. another command's temporary one)."""
     from uuid import UUID
 
     from prefect import get_client
@@ -62,10 +65,18 @@ def reconcile(cat: Catalogue) -> list[Reconciled]:
     out = []
     for flow_run_id, row in ids.items():
         flow_run = found.get(flow_run_id)
+        # a server that never saw the flow run (another command's temporary server, another Prefect server)
+        # cannot tell that it ended: such a row is closed only when its process is gone from this host
+        if flow_run is None and not process_gone(row.host, row.pid, started_before=row.started_at):
+            continue
         status = RunStatus.failed if flow_run is None else run_status(flow_run.state)
         if status is None:
             continue
-        because = "not known to the Prefect server" if flow_run is None else f"its flow run is {flow_run.state.name}"
+        because = (
+            f"not known to the Prefect server, and its process {row.pid} on {row.host} is gone"
+            if flow_run is None
+            else f"its flow run is {flow_run.state.name}"
+        )
         if cat.close_run(row.id, status):
             out.append(Reconciled(row.id, str(flow_run_id), status, because))
             log.info("closed catalogue run %d as %s: %s", row.id, status.value, because)

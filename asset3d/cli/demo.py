@@ -81,9 +81,12 @@ def run(args: argparse.Namespace) -> int:
     print(f"weights sha256 {weights_sha256}")
     print(f"source {args.photos}  ->  {settings.dest}   catalogue {url}   grid {settings.mc_resolution}^3\n")
     from asset3d.cli.convert import worker_environment
-    from flows.convert import convert_batch
+    from asset3d.cli.tempserver import ensure_prefect_server
 
     try:
+        ensure_prefect_server("asset3d demo")  # before Prefect loads: it reads PREFECT_API_URL once
+        from flows.convert import convert_batch
+
         with worker_environment(settings):
             report = convert_batch(str(args.photos.resolve()))
     except Exception as err:  # the flow failed as a whole

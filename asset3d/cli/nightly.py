@@ -38,6 +38,9 @@ def run(args: argparse.Namespace) -> int:
     preflight.store(settings.source, role="source", must_exist=True)
     preflight.store(settings.dest, role="dest", must_exist=False)
     say_catalogue(settings)
+    from asset3d.cli.tempserver import ensure_prefect_server
+
+    ensure_prefect_server("asset3d nightly")  # before Prefect loads: it reads PREFECT_API_URL once
     from flows.nightly import nightly_catalogue
 
     with worker_environment(settings):

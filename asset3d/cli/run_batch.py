@@ -61,6 +61,9 @@ def run(args: argparse.Namespace) -> int:
     preflight.store(args.source, role="source", must_exist=True)
     preflight.store(settings.dest, role="dest", must_exist=False)
     say_catalogue(settings)
+    from asset3d.cli.tempserver import ensure_prefect_server
+
+    ensure_prefect_server("asset3d run-batch")  # before Prefect loads: it reads PREFECT_API_URL once
     from flows.convert import convert_batch
 
     with worker_environment(settings):
