@@ -21,6 +21,7 @@ prefix, or full URIs), else the ``sku_pattern`` regex searched in the photo's UR
 from __future__ import annotations
 
 import csv
+import ctypes
 import hashlib
 import io
 import json
@@ -401,6 +402,27 @@ class PixelBudget:
             with self._cond:
                 self.held -= want
                 self._cond.notify_all()
+            if want >= TRIM_ABOVE_PIXELS:
+                _release_freed_memory()
+
+
+#: After a photo of at least this many pixels, the freed memory goes back to the system (`_release_freed_memory`).
+TRIM_ABOVE_PIXELS = 4_000_000
+
+
+def _release_freed_memory() -> None:
+    """Hand the pages glibc's allocator keeps after a big photo back to the system (``malloc_trim``).
+
+    A decode frees hundreds of MB in the thread's own malloc arena, which glibc keeps for later: with a
+    thread per step, each arena keeps its own, and the process grows by one big photo per thread
+    (measured: 3.45 GB peak for a batch with two 49-megapixel photos, 2.4 GB with the arenas trimmed).
+    Elsewhere than glibc this does nothing.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 #: The decoded pixels of this process's photos (fetch's decode check and intake).
