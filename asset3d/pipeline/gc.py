@@ -35,7 +35,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from asset3d.pipeline.publishing import MANIFEST
+from asset3d.pipeline.publishing import MANIFEST, open_folder
 from storage import ObjectInfo, open_store
 
 if TYPE_CHECKING:  # the catalogue (SQLAlchemy) loads when gc runs, not when `asset3d --help` lists it
@@ -224,7 +224,7 @@ def remove_orphan(cat: Catalogue, verdict: FolderVerdict) -> int:
     """Delete the objects of an orphaned folder, after checking once more that it has no manifest and no
     catalogue asset; returns the number of objects deleted (0 when it is no longer an orphan)."""
     f = verdict.folder
-    store = open_store(f.uri)
+    store = open_folder(f.uri)
     if store.exists(MANIFEST) or cat.known_conversion_keys([f.conversion_key]) or cat.asset_folders(f.uri + "/"):
         return 0
     deleted = 0

@@ -19,6 +19,9 @@ The protocol, in order (the driver and reviewers' approvals both follow it):
 
 `withdraw` deletes the manifest first (the files stay for the reviewer): no consumer reads a manifest for
 an asset that is no longer approved.
+
+Each function opens the asset folder as a store of its own (`open_folder`): a local folder must resolve
+inside its destination, so a SKU folder that is a symlink out of it takes no write anywhere.
 """
 
 from __future__ import annotations
@@ -30,7 +33,8 @@ from typing import Any
 
 from asset3d.pipeline.errors import StageError
 from asset3d.pipeline.vocabulary import Stage
-from storage import ObjectNotFound, StorageError, open_store
+from storage import InvalidKey, ObjectNotFound, StorageError, open_store
+from storage.local import LocalStore
 from storage.objects import ObjectStore
 
 MANIFEST = "manifest.json"
@@ -75,6 +79,28 @@ def asset_folder(dest: str, sku: str, conversion_key: str) -> str:
     return open_store(dest).uri_for(f"{sku}/{conversion_key}")
 
 
+def open_folder(folder: str) -> ObjectStore:
+    """The store of the asset folder ``folder`` (``{dest}/{sku}/{conversion_key}``).
+
+    A local store resolves its root's symlinks, so a SKU or asset folder that is a link would root the
+    asset's store out of the destination, past the store's own check that keys stay under its root.
+
+    Raises
+    ------
+    storage.InvalidKey
+        ``reason="outside_root"``: a local folder that resolves outside its destination's folder.
+    """
+    store = open_store(folder)
+    if isinstance(store, LocalStore):
+        dest = open_store(folder.rstrip("/").rsplit("/", 2)[0])
+        if isinstance(dest, LocalStore) and (store.root == dest.root or not store.root.is_relative_to(dest.root)):
+            raise InvalidKey(
+                f"asset folder {folder} refused: resolves to {store.root}, outside its destination {dest.root} (a symlink)",
+                reason="outside_root", key=folder,
+            )  # fmt: skip
+    return store
+
+
 def folder_of(glb_uri: str) -> str:
     """The asset folder a GLB URI lies in."""
     return glb_uri.rsplit("/", 1)[0]
@@ -94,7 +120,7 @@ def stage(folder: str, files: Sequence[tuple[str, bytes, str]], *, metadata: Map
     """
     import hashlib
 
-    store = open_store(folder)
+    store = open_folder(folder)
     written = unchanged = 0
     entries = []
     for key, data, content_type in files:
@@ -140,7 +166,7 @@ def release(folder: str, provenance: Mapping[str, Any], files: Sequence[FileEntr
         ``publish/object_missing`` or ``publish/object_mismatch`` (a file is not what the manifest would
         promise) and nothing is written; storage errors pass through.
     """
-    store = open_store(folder)
+    store = open_folder(folder)
     entries = tuple(files) if files is not None else stored_files(store)
     if not any(e.key == "model.glb" for e in entries):
         raise StageError(Stage.publish, "object_missing", f"{store.uri_for('model.glb')}: no GLB to publish")
@@ -172,7 +198,7 @@ def withdraw(folder: str) -> bool:
     storage.StorageError
         The manifest could not be deleted (it is still there: nothing else may change).
     """
-    store = open_store(folder)
+    store = open_folder(folder)
     existed = store.exists(MANIFEST)
     if existed:
         store.delete(MANIFEST)
@@ -182,6 +208,6 @@ def withdraw(folder: str) -> bool:
 def is_released(folder: str) -> bool:
     """True when the asset in ``folder`` has a manifest (consumers can see it)."""
     try:
-        return open_store(folder).exists(MANIFEST)
+        return open_folder(folder).exists(MANIFEST)
     except StorageError:
         return False
