@@ -20,6 +20,20 @@ def shared() -> Path:
     return SHARED
 
 
+@pytest.fixture(scope="session")
+def tiny_model(shared: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny conformance model as a model folder (``config.yaml`` + ``model.ckpt``), as workers load one.
+    ``tests/model`` overrides it with the loaded model itself."""
+    import torch
+    import yaml
+
+    fixture = torch.load(shared / "triposr" / "tiny_conformance.pt", weights_only=True)
+    folder = tmp_path_factory.mktemp("tiny-model")
+    (folder / "config.yaml").write_text(yaml.safe_dump(fixture["config"]))
+    torch.save(fixture["state_dict"], folder / "model.ckpt")
+    return folder
+
+
 @pytest.fixture(autouse=True)
 def _deterministic() -> None:
     try:

@@ -105,3 +105,37 @@ def postgres_schema(prefix: str = "asset3d_test") -> Iterator[str]:
         with admin.connect() as conn:
             conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()
+
+
+@contextlib.contextmanager
+def postgres_database_with_role(prefix: str = "a3d") -> Iterator[dict[str, str]]:
+    """A migrated database of its own and a role with a password that alone may connect to it (besides the
+    superuser): ``url`` (the role's, password included), ``owner`` (the superuser's), ``database``,
+    ``role``, ``password``. Dropped on exit, open sessions included."""
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    import migrations
+
+    require_postgres()
+    u = make_url(POSTGRES_URL)
+    name, role = f"{prefix}_db_{uuid.uuid4().hex[:8]}", f"{prefix}_role_{uuid.uuid4().hex[:8]}"
+    password = f"pw-{uuid.uuid4().hex}"
+    admin = psycopg.connect(host=u.host, port=u.port or 5432, user=u.username, dbname=u.database, autocommit=True)
+    try:
+        admin.execute(f'CREATE DATABASE "{name}"')
+        admin.execute(f"CREATE ROLE \"{role}\" LOGIN PASSWORD '{password}'")
+        admin.execute(f'REVOKE CONNECT ON DATABASE "{name}" FROM PUBLIC')
+        admin.execute(f'GRANT CONNECT ON DATABASE "{name}" TO "{role}"')
+        owner = u.set(database=name).render_as_string(hide_password=False)
+        migrations.upgrade(owner, "head")
+        with psycopg.connect(host=u.host, port=u.port or 5432, user=u.username, dbname=name, autocommit=True) as db:
+            db.execute(f'GRANT USAGE ON SCHEMA public TO "{role}"')
+            db.execute(f'GRANT ALL ON ALL TABLES IN SCHEMA public TO "{role}"')
+            db.execute(f'GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO "{role}"')
+        url = u.set(database=name, username=role, password=password).render_as_string(hide_password=False)
+        yield {"url": url, "owner": owner, "database": name, "role": role, "password": password}
+    finally:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.execute(f'DROP ROLE IF EXISTS "{role}"')
+        admin.close()

@@ -51,18 +51,6 @@ def prefect_harness() -> Iterator[None]:
         yield
 
 
-@pytest.fixture(scope="session")
-def tiny_model(shared: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    import torch
-    import yaml
-
-    fixture = torch.load(shared / "triposr" / "tiny_conformance.pt", weights_only=True)
-    folder = tmp_path_factory.mktemp("tiny-model")
-    (folder / "config.yaml").write_text(yaml.safe_dump(fixture["config"]))
-    torch.save(fixture["state_dict"], folder / "model.ckpt")
-    return folder
-
-
 @pytest.fixture
 def fast_options(tiny_model: Path) -> dict[str, Any]:
     return {

@@ -12,13 +12,12 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from loopback import POSTGRES_URL, require_postgres
+from loopback import POSTGRES_URL, postgres_database_with_role
 from pipeline_helpers import S3FaultProxy, upload_photos
 from reliability_helpers import assert_counts, assert_no_secret, assert_published_once
 
@@ -35,34 +34,11 @@ OUTAGE_S = 6.0
 @pytest.fixture
 def postgres_role() -> Iterator[dict[str, str]]:
     """A database of its own, and a role with a password that alone may connect to it."""
-    import psycopg
-    from sqlalchemy.engine import make_url
-
-    import migrations
-
-    require_postgres()
-    u = make_url(POSTGRES_URL)
-    name = f"a3d_db_{uuid.uuid4().hex[:8]}"
-    role, password = f"a3d_role_{uuid.uuid4().hex[:8]}", f"pw-{uuid.uuid4().hex}"
-    admin = psycopg.connect(host=u.host, port=u.port or 5432, user=u.username, dbname=u.database, autocommit=True)
-    admin.execute(f'CREATE DATABASE "{name}"')
-    admin.execute(f"CREATE ROLE \"{role}\" LOGIN PASSWORD '{password}'")
-    admin.execute(f'REVOKE CONNECT ON DATABASE "{name}" FROM PUBLIC')
-    admin.execute(f'GRANT CONNECT ON DATABASE "{name}" TO "{role}"')
-    owner = u.set(database=name).render_as_string(hide_password=False)
-    migrations.upgrade(owner, "head")
-    with psycopg.connect(host=u.host, port=u.port or 5432, user=u.username, dbname=name, autocommit=True) as db:
-        db.execute(f'GRANT USAGE ON SCHEMA public TO "{role}"')
-        db.execute(f'GRANT ALL ON ALL TABLES IN SCHEMA public TO "{role}"')
-        db.execute(f'GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO "{role}"')
-    url = u.set(database=name, username=role, password=password).render_as_string(hide_password=False)
-    try:
-        yield {"url": url, "owner": owner, "database": name, "role": role, "password": password}
-    finally:
-        close_catalogue(url)
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.execute(f'DROP ROLE IF EXISTS "{role}"')
-        admin.close()
+    with postgres_database_with_role("a3d") as db:
+        try:
+            yield db
+        finally:
+            close_catalogue(db["url"])
 
 
 def _pg_outage(database: str, role: str, seconds: float) -> None:

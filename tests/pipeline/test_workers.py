@@ -18,7 +18,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -206,31 +205,10 @@ def test_gpu_slots_are_gpus(
 @pytest.fixture
 def catalogue_with_password() -> Iterator[dict[str, str]]:
     """A PostgreSQL catalogue reached with a role that has a password (the secret the test hunts for)."""
-    import psycopg
-    from loopback import POSTGRES_URL
-    from sqlalchemy.engine import make_url
+    from loopback import postgres_database_with_role
 
-    import migrations
-
-    u = make_url(POSTGRES_URL)
-    name, role = f"a3d_fan_{uuid.uuid4().hex[:8]}", f"a3d_fan_{uuid.uuid4().hex[:8]}"
-    password = f"s3cr3t-{uuid.uuid4().hex}"
-    admin = psycopg.connect(host=u.host, port=u.port or 5432, user=u.username, dbname=u.database, autocommit=True)
-    admin.execute(f'CREATE DATABASE "{name}" OWNER postgres')
-    admin.execute(f"CREATE ROLE \"{role}\" LOGIN PASSWORD '{password}'")
-    owner = u.set(database=name).render_as_string(hide_password=False)
-    migrations.upgrade(owner, "head")
-    with psycopg.connect(host=u.host, port=u.port or 5432, user=u.username, dbname=name, autocommit=True) as db:
-        db.execute(f'GRANT USAGE ON SCHEMA public TO "{role}"')
-        db.execute(f'GRANT ALL ON ALL TABLES IN SCHEMA public TO "{role}"')
-        db.execute(f'GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO "{role}"')
-    try:
-        yield {"url": u.set(database=name, username=role, password=password).render_as_string(hide_password=False),
-               "owner": owner, "password": password}  # fmt: skip
-    finally:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.execute(f'DROP ROLE IF EXISTS "{role}"')
-        admin.close()
+    with postgres_database_with_role("a3d_fan") as db:
+        yield db
 
 
 def test_a_fan_out_keeps_its_secrets_and_each_worker_its_settings(

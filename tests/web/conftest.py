@@ -34,18 +34,6 @@ PHOTOS = ("chair.png", "teapot.png", "cerebro.jpg")
 
 
 @pytest.fixture(scope="session")
-def tiny_model(shared: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    import torch
-    import yaml
-
-    fixture = torch.load(shared / "triposr" / "tiny_conformance.pt", weights_only=True)
-    folder = tmp_path_factory.mktemp("tiny-model")
-    (folder / "config.yaml").write_text(yaml.safe_dump(fixture["config"]))
-    torch.save(fixture["state_dict"], folder / "model.ckpt")
-    return folder
-
-
-@pytest.fixture(scope="session")
 def hold_config(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     import yaml
 
