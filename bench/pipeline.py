@@ -2,6 +2,7 @@
 
     python bench/pipeline.py --photos 200 --json bench/out/pipeline.json [--threads 1]
     python bench/pipeline.py --fixed-cost 4 --json bench/out/pipeline_fixed.json   # per-run start-up cost
+    ASSET3D_BENCH_CODE=<another checkout> python bench/pipeline.py --fixed-cost 4 ...  # that checkout's flows
 
 N distinct photos (the shared sample photos, each copy made unique by a text chunk, so no two share a
 sha256 and no cache answers) sit in a local folder bucket; the batch publishes to a local folder with a

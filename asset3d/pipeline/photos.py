@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import csv
 import ctypes
+import functools
 import hashlib
 import io
 import json
@@ -415,11 +416,18 @@ def _release_freed_memory() -> None:
     +504 MB between photo 25 and 150 untrimmed, +268 MB trimmed; docs/reliability.md). Elsewhere than
     glibc this does nothing.
     """
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+@functools.cache
+def _malloc_trim() -> Any:
+    """glibc's ``malloc_trim``, loaded once; None elsewhere."""
     try:
-        libc = ctypes.CDLL("libc.so.6")
-        libc.malloc_trim(0)
+        return ctypes.CDLL("libc.so.6").malloc_trim
     except (OSError, AttributeError):
-        pass
+        return None
 
 
 #: The decoded pixels of this process's photos (fetch's decode check and intake).
