@@ -79,6 +79,33 @@ def test_every_stage_task_retries_with_backoff_and_the_condition() -> None:
     assert "gpu" not in stages.reconstruct.tags  # the device section takes a slot of the global `gpu` limit instead
 
 
+def test_a_flow_run_keeps_no_step_result_in_memory(prefect_harness: None, tmp_path: Path, photo_bytes: dict[str, bytes], settings: Settings) -> None:
+    """Prefect keeps every persisted task result of a flow run in an in-memory cache of 1,000 records; for a
+    batch that is every photo's download, pixels, mesh and GLB until the run ends (the soak's growth). The
+    configured tasks persist their results for re-runs but leave that cache empty; the states still carry
+    the values to the driver."""
+    from prefect import flow
+    from prefect.context import FlowRunContext
+
+    from asset3d.pipeline.driver import Step
+    from flows.batch import PrefectRunner
+
+    opts = settings.stage_options()
+    refs = [_ref(tmp_path, f"SKU-{i}/{name}", photo_bytes[name], f"SKU-{i}") for i, name in enumerate(("chair.png", "flor.png", "robot.png"))]
+
+    @flow
+    def probe() -> tuple[list[int], int]:
+        runner = PrefectRunner(settings)
+        fetched = [runner.call(Step.fetch, ref, opts.fetch) for ref in refs]
+        context = FlowRunContext.get()
+        assert context is not None and context.result_store is not None
+        return [len(r.value.data) for r in fetched if r.ok], len(context.result_store.cache)
+
+    sizes, cached = probe()
+    assert sizes == [len(photo_bytes[n]) for n in ("chair.png", "flor.png", "robot.png")]
+    assert cached == 0
+
+
 # -- fetch, intake, cache keys --------------------------------------------------------------------------------
 
 
