@@ -39,6 +39,7 @@ from typing import Any, Protocol
 from asset3d.pipeline import assets, models, photos, records
 from asset3d.pipeline.assets import AssetIdentity, BuiltAsset
 from asset3d.pipeline.errors import describe, is_transient
+from asset3d.pipeline.memory import CycleCollection
 from asset3d.pipeline.options import Deadlines, StageOptions, step_threads
 from asset3d.pipeline.photos import Discovery, Fetched, PhotoFacts, PhotoRef, Prepared
 from asset3d.pipeline.publishing import Staged
@@ -413,6 +414,7 @@ class _Batch:
         self.facts: dict[str, PhotoFacts] = {}
         self.finished_count = 0
         self.total = len(outcomes)
+        self.memory = CycleCollection()  # a finished photo's meshes are cycles: collected as the batch goes
 
     # -- plumbing --------------------------------------------------------------------------------------------
 
@@ -426,6 +428,7 @@ class _Batch:
     def finished(self, outcome: PhotoOutcome) -> None:
         self.finished_count += 1
         self.d.report.photo_done(outcome, self.finished_count, self.total)
+        self.memory.photo_done()
 
     def leave(self, ref: PhotoRef) -> None:
         """A photo reached its outcome: it frees its place for the next one."""
@@ -452,8 +455,9 @@ class _Batch:
 
     def run(self, todo: Sequence[PhotoRef]) -> None:
         self.waiting.extend(todo)
-        self.admit()
-        self.wait()
+        with self.memory:
+            self.admit()
+            self.wait()
 
     def wait(self) -> None:
         while self.inflight:

@@ -21,8 +21,6 @@ prefix, or full URIs), else the ``sku_pattern`` regex searched in the photo's UR
 from __future__ import annotations
 
 import csv
-import ctypes
-import functools
 import hashlib
 import io
 import json
@@ -39,6 +37,7 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from asset3d.pipeline.errors import StageError, describe
+from asset3d.pipeline.memory import release_freed_memory
 from asset3d.pipeline.options import DiscoverOptions, FetchOptions, IntakeOptions
 from asset3d.pipeline.vocabulary import Stage
 from meshing.scale import ProductSize
@@ -403,31 +402,7 @@ class PixelBudget:
             with self._cond:
                 self.held -= want
                 self._cond.notify_all()
-            _release_freed_memory()
-
-
-def _release_freed_memory() -> None:
-    """Hand the pages glibc's allocator keeps after a photo's decode back to the system (``malloc_trim``).
-
-    A decode frees up to hundreds of MB in the thread's own malloc arena, which glibc keeps for later: with
-    a thread per step, each arena keeps its own, and the process grows by one big photo per thread
-    (measured: 3.45 GB peak for a batch with two 49-megapixel photos, 2.4 GB with the arenas trimmed). Done
-    after every photo: with concurrent steps the kept pages also grow with the batch (150 small photos:
-    +504 MB between photo 25 and 150 untrimmed, +268 MB trimmed; docs/reliability.md). Elsewhere than
-    glibc this does nothing.
-    """
-    trim = _malloc_trim()
-    if trim is not None:
-        trim(0)
-
-
-@functools.cache
-def _malloc_trim() -> Any:
-    """glibc's ``malloc_trim``, loaded once; None elsewhere."""
-    try:
-        return ctypes.CDLL("libc.so.6").malloc_trim
-    except (OSError, AttributeError):
-        return None
+            release_freed_memory()  # the decode's pages, from this thread's arena
 
 
 #: The decoded pixels of this process's photos (fetch's decode check and intake).

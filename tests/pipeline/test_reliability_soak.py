@@ -4,12 +4,10 @@
 distinct photos into a local folder bucket with a SQLite catalogue. The test samples the flow process every
 second from ``/proc`` -- resident memory, threads, open files -- and counts the manifests published so far.
 It asserts that the batch completes with every photo published once, that threads and open files stay
-under fixed bounds, and that the counts add up. The goal that the resident memory after 500 photos is within
-10 % of what it was after 50 is not met yet (with concurrent steps it grows by about 2 MB per photo; with
-one photo in flight it is flat): the test ends as an expected failure with the figures when it is missed,
-and passes when it holds.
+under fixed bounds, that the counts add up, and that the resident memory after 500 photos is within 10 % of
+what it was after 50 (each taken as the highest sample over ten photos).
 
-About 10 minutes on a 2-core machine: marked ``soak``, which ``make test`` leaves out (``pytest -m soak``
+About 4 minutes on a 2-core machine: marked ``soak``, which ``make test`` leaves out (``pytest -m soak``
 runs it). The figures of the last run are in ``docs/reliability.md``.
 """
 
@@ -31,8 +29,11 @@ from reliability_helpers import assert_counts, assert_published_once
 
 pytestmark = [pytest.mark.reliability, pytest.mark.slow, pytest.mark.soak, pytest.mark.timeout(2400)]
 
-PHOTOS = 500
+#: ``ASSET3D_SOAK_PHOTOS`` shortens the soak for a quick look while working (the goal is stated for 500).
+PHOTOS = int(os.environ.get("ASSET3D_SOAK_PHOTOS", "500"))
 EARLY = 50
+#: Photos over which "RSS after n photos" is taken (samples are a second apart, a few photos each).
+WINDOW = 10
 #: RSS after all photos may exceed RSS after `EARLY` photos by this fraction at most.
 RSS_GROWTH = 0.10
 #: The flow process's threads: the task pool (STEP_THREADS), Prefect's services, torch's pool, the server
@@ -123,20 +124,23 @@ def test_soak_500_photos_memory_flat_threads_and_files_bounded(tmp_path: Path, s
     assert report["counts"]["published"] == PHOTOS, report["counts"]
     assert_published_once(str(dest), url, [p.as_uri() for p in photos])
 
-    early = next(s for s in samples if s.published >= EARLY)
-    late = [s for s in samples if s.published >= PHOTOS - 10]
-    assert late, f"no sample after {PHOTOS - 10} photos: {samples[-3:]}"
-    rss_late = max(s.rss_mb for s in late)
+    # "RSS after n photos": the highest sample while photos n to n + WINDOW were published, the same on both
+    # sides (one sample against the highest of a window would count the sawtooth of the allocator as growth)
+    early = [s for s in samples if EARLY <= s.published < EARLY + WINDOW]
+    late = [s for s in samples if s.published >= PHOTOS - WINDOW]
+    assert early and late, f"no sample around {EARLY} or after {PHOTOS - WINDOW} photos: {samples[-3:]}"
+    rss_early, rss_late = max(s.rss_mb for s in early), max(s.rss_mb for s in late)
+    checkpoints = {n: round(max(s.rss_mb for s in samples if s.published <= n)) for n in (50, 100, 200, 300, 400, 500) if n <= PHOTOS}
     peak_threads = max(s.threads for s in samples)
     peak_files = max(s.open_files for s in samples)
     figures = {
         "photos": PHOTOS, "wall_s": round(wall, 1), "photos_per_minute": round(PHOTOS / wall * 60, 1),
-        f"rss_mb_after_{EARLY}": round(early.rss_mb), f"rss_mb_after_{PHOTOS}": round(rss_late),
-        "rss_growth": round(rss_late / early.rss_mb - 1, 3), "rss_mb_peak": round(max(s.rss_mb for s in samples)),
+        f"rss_mb_after_{EARLY}": round(rss_early), f"rss_mb_after_{PHOTOS}": round(rss_late),
+        "rss_growth": round(rss_late / rss_early - 1, 3), "rss_mb_peak": round(max(s.rss_mb for s in samples)),
+        "rss_mb_peak_by_photos": checkpoints,
         "threads_peak": peak_threads, "open_files_peak": peak_files,
     }  # fmt: skip
     print("soak:", json.dumps(figures))
     assert peak_threads <= MAX_THREADS, figures
     assert peak_files <= MAX_OPEN_FILES, figures
-    if rss_late > early.rss_mb * (1 + RSS_GROWTH):  # the one goal not met yet: reported, not hidden
-        pytest.xfail(f"issue 15 open: RSS grows with the batch when steps run concurrently: {figures}")
+    assert rss_late <= rss_early * (1 + RSS_GROWTH), figures
