@@ -31,7 +31,7 @@ COLLECT_EVERY = 8
 
 
 def release_freed_memory() -> None:
-    """Hand the pages glibc's allocator keeps after a photo's decode back to the system (``malloc_trim``).
+    """Hand the pages glibc's allocator keeps after a decode or a collection back to the system (``malloc_trim``).
 
     A decode frees up to hundreds of MB in the thread's own malloc arena, which glibc keeps for later: with
     a thread per step, each arena keeps its own, and the process grows by one big photo per thread

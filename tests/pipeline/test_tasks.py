@@ -91,7 +91,8 @@ def test_a_flow_run_keeps_no_step_result_in_memory(prefect_harness: None, tmp_pa
     from flows.batch import PrefectRunner
 
     opts = settings.stage_options()
-    refs = [_ref(tmp_path, f"SKU-{i}/{name}", photo_bytes[name], f"SKU-{i}") for i, name in enumerate(("chair.png", "flor.png", "robot.png"))]
+    names = ("chair.png", "flor.png", "robot.png")
+    refs = [_ref(tmp_path, f"SKU-{i}/{name}", photo_bytes[name], f"SKU-{i}") for i, name in enumerate(names)]
 
     @flow
     def probe() -> tuple[list[int], int]:
@@ -102,7 +103,7 @@ def test_a_flow_run_keeps_no_step_result_in_memory(prefect_harness: None, tmp_pa
         return [len(r.value.data) for r in fetched if r.ok], len(context.result_store.cache)
 
     sizes, cached = probe()
-    assert sizes == [len(photo_bytes[n]) for n in ("chair.png", "flor.png", "robot.png")]
+    assert sizes == [len(photo_bytes[n]) for n in names]
     assert cached == 0
 
 
